@@ -1,0 +1,115 @@
+"""Language-model experiment: an OLMo-2 style decoder on a background corpus with injected rare tasks.
+
+Usage (any field can be overridden with --config.<key>=<value>):
+
+  python -m scaling.train --config=configs/lm.py:size=1M --workdir=runs/lm-1M
+  python -m scaling.train --config=configs/lm.py:size=4B --workdir=/tmp/x --dry_run
+  python -m scaling.train --config=configs/lm.py:size=200K --config.train.steps=300 --workdir=runs/a
+
+The config arg is a comma-separated list of key=value presets: `size` (a ladder name from configs/models.py).
+
+Fields left as None are filled when the config is resolved (scaling/configlib.py): model dims from the ladder entry
+`model.size`; batch size, steps, learning rate and warmup from `configs.models.run_settings` at that size. The
+resolved config is what config.json records.
+"""
+
+from __future__ import annotations
+
+from ml_collections import config_dict
+
+placeholder = config_dict.placeholder
+
+
+def parse_arg(arg: str) -> dict[str, str]:
+  out = {}
+  for item in filter(None, (arg or "").split(",")):
+    if "=" not in item:
+      raise ValueError(f"config arg {item!r} is not key=value (example: configs/lm.py:size=1M)")
+    k, v = item.split("=", 1)
+    out[k.strip()] = v.strip()
+  return out
+
+
+def get_config(arg: str = "") -> config_dict.ConfigDict:
+  opts = parse_arg(arg)
+  unknown = set(opts) - {"size"}
+  if unknown:
+    raise ValueError(f"unknown configs/lm.py preset(s) {sorted(unknown)}; known: size")
+  c = config_dict.ConfigDict()
+  c.experiment = "lm"
+  c.seed = 0
+
+  # ---- model: dims None -> taken from the ladder entry `size`.
+  c.model = config_dict.ConfigDict()
+  c.model.size = opts.get("size", "1M")
+  c.model.d_model = placeholder(int)
+  c.model.n_layers = placeholder(int)
+  c.model.n_heads = placeholder(int)
+  c.model.d_ff = placeholder(int)
+  c.model.vocab_size = placeholder(int)  # None -> data.vocab_size
+  c.model.tie_embeddings = False
+  c.model.qk_norm = True
+  c.model.norm_style = "olmo2"
+  c.model.rope_theta = 10_000.0
+  c.model.norm_eps = 1e-6
+  c.model.init_std = 0.02
+  c.model.dtype = "float32"  # compute dtype; "bfloat16" on accelerators
+  c.model.param_dtype = "float32"
+  c.model.remat = "none"  # none | full | dots
+  c.model.attention_impl = placeholder(str)  # None (XLA) | "cudnn"
+
+  # ---- data: the background corpus (and, with the mixture pipeline, injected tasks).
+  c.data = config_dict.ConfigDict()
+  c.data.source = "synthetic"
+  c.data.vocab_size = 512
+  c.data.seq_len = 128
+  c.data.synthetic = config_dict.ConfigDict()
+  c.data.synthetic.successors = 8  # distinct next tokens per token in the hidden Markov chain
+  c.data.synthetic.zipf_exponent = 1.1  # of the unigram and successor distributions
+  c.data.synthetic.noise = 0.1  # probability a token is drawn from the unigram instead of the chain
+  c.data.worker_count = 0  # Grain worker processes (0: in-process)
+  c.data.prefetch_threads = 2
+  c.data.eval_sequences = 256  # held-out background sequences evaluated at each eval step
+
+  # ---- training: None -> configs.models.run_settings at this size.
+  c.train = config_dict.ConfigDict()
+  c.train.steps = placeholder(int)
+  c.train.batch_size = placeholder(int)  # global sequences per optimizer step
+  c.train.learning_rate = placeholder(float)
+  c.train.warmup_steps = placeholder(int)
+  c.train.tokens_per_param = 20.0  # used only for the default `steps`
+  c.train.schedule = "cosine"  # cosine | wsd | constant
+  c.train.min_lr_ratio = 0.1  # final LR / peak LR
+  c.train.decay_fraction = 0.2  # wsd: fraction of steps spent decaying
+  c.train.weight_decay = 0.1
+  c.train.decay_embeddings = False
+  c.train.b1 = 0.9
+  c.train.b2 = 0.95
+  c.train.eps = 1e-8
+  c.train.grad_clip = 1.0  # global-norm clip; 0 disables
+  c.train.grad_accum = 1  # microbatches per step
+  c.train.z_loss = 0.0
+  c.train.log_every = 10
+  c.train.eval_every = 100
+
+  c.checkpoint = config_dict.ConfigDict()
+  c.checkpoint.every = 100
+  c.checkpoint.keep = 3
+  c.checkpoint.async_save = True
+
+  # ---- parallelism.
+  c.mesh = config_dict.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.sharding = config_dict.ConfigDict()
+  c.sharding.preset = "dp"  # dp | fsdp | fsdp_tp
+  c.sharding.max_replicated = 0.05  # FSDP presets: fail if more of the parameter bytes stay replicated
+
+  # ---- multi-process (jax.distributed); auto-detected on TPU VMs and under SLURM.
+  c.distributed = config_dict.ConfigDict()
+  c.distributed.mode = "auto"  # auto | off | on
+  c.distributed.coordinator_address = ""  # host:port; explicit multi-process when set
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
+  c.distributed.local_device_count = 0  # CPU only: fake devices per process (tests)
+
+  c.tensorboard = False
+  return c

@@ -1,0 +1,147 @@
+"""The jitted pieces of training: sharded state creation, loss, train step, eval step.
+
+`build(config, devices)` returns a `TrainSetup` holding everything the loop needs. The train state is a plain
+pytree {"params", "opt_state", "step"} (params as a pure dict, so optax, orbax and analysis see ordinary
+nested dicts); it is created already sharded by a jitted init whose out_shardings come from the logical rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+
+from scaling import configlib, optim, sharding
+from scaling.models import transformer
+
+
+@dataclasses.dataclass
+class TrainSetup:
+  config: Any
+  model_cfg: transformer.TransformerConfig
+  mesh: Mesh
+  rules: sharding.Rules
+  graphdef: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  abstract_state: Any
+  state_shardings: Any
+  batch_sharding: NamedSharding
+  init: Callable[[], Any]
+  train_step: Callable[[Any, Any], tuple[Any, dict]]
+  eval_step: Callable[[Any, Any], dict]
+  replicated_fraction: float
+
+  def place_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's rows -> global arrays sharded over the data-parallel axes."""
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in local_batch.items()}
+
+  def model(self, params) -> transformer.Transformer:
+    return nnx.merge(self.graphdef, params)
+
+
+def abstract_model(model_cfg: transformer.TransformerConfig, seed: int = 0):
+  """(graphdef, abstract params pure dict, logical names) without allocating anything (works for 4B)."""
+  abs_model = nnx.eval_shape(lambda: transformer.Transformer(model_cfg, nnx.Rngs(params=seed)))
+  graphdef, abs_state = nnx.split(abs_model, nnx.Param)
+  return graphdef, abs_state.to_pure_dict(), sharding.logical_names_tree(abs_state)
+
+
+def token_losses(logits_BxLxV, targets_BxL):
+  return optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+
+
+def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
+  t = config.train
+  model_cfg = configlib.model_config(config)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  rules = sharding.get_rules(config.sharding.preset)
+  graphdef, abs_params, names = abstract_model(model_cfg, config.seed)
+  param_sh = sharding.param_shardings(abs_params, names, rules, mesh)
+  frac = sharding.check_sufficiently_sharded(abs_params, param_sh, mesh, config.sharding.preset,
+                                             config.sharding.max_replicated)
+  tx = optim.make_optimizer(t)
+  schedule = optim.lr_schedule(t)
+  abs_opt = jax.eval_shape(tx.init, abs_params)
+  rep = sharding.replicated(mesh)
+  # Optimizer moments shard like their parameters; counters are replicated.
+  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh, transform_non_params=lambda _: rep)
+  abstract_state = {"params": abs_params, "opt_state": abs_opt,
+                    "step": jax.ShapeDtypeStruct((), jnp.int32)}
+  state_sh = {"params": param_sh, "opt_state": opt_sh, "step": rep}
+  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                abstract_state, state_sh)
+  batch_sh = sharding.batch_sharding(mesh, ndim=1)  # prefix spec: leading dim sharded, the rest replicated
+
+  def init():
+    with sharding.use_rules(rules, mesh):
+      model = transformer.Transformer(model_cfg, nnx.Rngs(params=config.seed))
+      params = nnx.state(model, nnx.Param).to_pure_dict()
+      return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+  def loss_sums(params, batch):
+    """Summed (not averaged) losses, so microbatches combine exactly: grads are divided by the total weight."""
+    model = nnx.merge(graphdef, params)
+    logits_BxLxV = model(batch["inputs"])
+    w_BxL = batch["weights"].astype(jnp.float32)
+    ce_sum = jnp.sum(token_losses(logits_BxLxV, batch["targets"]) * w_BxL)
+    total = ce_sum
+    if t.z_loss:
+      total = total + t.z_loss * jnp.sum(jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2 * w_BxL)
+    return total, (ce_sum, jnp.sum(w_BxL))
+
+  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
+  accum = int(t.grad_accum)
+
+  def train_step(state, batch):
+    with sharding.use_rules(rules, mesh):
+      params = state["params"]
+      if accum == 1:
+        (_, (ce_sum, w_sum)), grads = grad_fn(params, batch)
+      else:
+        # Microbatch a takes rows a, a+A, a+2A, ...: every device holds an equal share of each microbatch.
+        micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // accum, accum, *x.shape[1:]), 0, 1),
+                             batch)
+
+        def body(carry, mb):
+          g, ce, w = carry
+          (_, (ce_i, w_i)), g_i = grad_fn(params, mb)
+          return (jax.tree.map(jnp.add, g, g_i), ce + ce_i, w + w_i), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (grads, ce_sum, w_sum), _ = jax.lax.scan(body, (zeros, 0.0, 0.0), micro)
+      denom = jnp.maximum(w_sum, 1.0)
+      grads = jax.tree.map(lambda g: g / denom, grads)
+      updates, opt_state = tx.update(grads, state["opt_state"], params)
+      new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state,
+                   "step": state["step"] + 1}
+      metrics = {"loss": ce_sum / denom, "grad_norm": optim.global_norm(grads),
+                 "lr": schedule(state["step"])}
+      return new_state, metrics
+
+  def eval_step(params, batch):
+    """Per-row sums: loss (nats), weight, correct argmax predictions (all over weighted tokens)."""
+    with sharding.use_rules(rules, mesh):
+      logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
+      w_BxL = batch["weights"].astype(jnp.float32)
+      ce_BxL = token_losses(logits_BxLxV, batch["targets"])
+      correct_BxL = (jnp.argmax(logits_BxLxV, -1) == batch["targets"]).astype(jnp.float32)
+      return {"loss_sum": jnp.sum(ce_BxL * w_BxL, -1), "weight_sum": jnp.sum(w_BxL, -1),
+              "correct_sum": jnp.sum(correct_BxL * w_BxL, -1)}
+
+  return TrainSetup(
+      config=config, model_cfg=model_cfg, mesh=mesh, rules=rules, graphdef=graphdef, tx=tx, schedule=schedule,
+      abstract_state=abstract_state, state_shardings=state_sh, batch_sharding=batch_sh,
+      init=jax.jit(init, out_shardings=state_sh),
+      train_step=jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, rep),
+                         donate_argnums=0),
+      eval_step=jax.jit(eval_step, in_shardings=(param_sh, batch_sh), out_shardings=rep),
+      replicated_fraction=frac,
+  )
