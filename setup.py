@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "numpy>=2.0,<3",
     "absl-py>=2.1",
     "tqdm>=4.66",
+    "threadpoolctl>=3.5",
 ]
 
 setup(

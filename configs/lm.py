@@ -5,6 +5,7 @@ Usage (any field can be overridden with --config.<key>=<value>):
   python -m scaling.train --config=configs/lm.py:size=1M --workdir=runs/lm-1M
   python -m scaling.train --config=configs/lm.py:size=4B --workdir=/tmp/x --dry_run
   python -m scaling.train --config=configs/lm.py:size=200K --config.train.steps=300 --workdir=runs/a
+  python -m scaling.train --config=configs/lm.py:size=1M --config.data.tasks.cmp.frequency=10 --workdir=runs/c
 
 The config arg is a comma-separated list of key=value presets: `size` (a ladder name from configs/models.py).
 
@@ -58,15 +59,40 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.model.remat = "none"  # none | full | dots
   c.model.attention_impl = placeholder(str)  # None (XLA) | "cudnn"
 
-  # ---- data: the background corpus (and, with the mixture pipeline, injected tasks).
+  # ---- data: a background corpus with injected rare tasks (scaling/data; batch format in pipeline.py).
   c.data = config_dict.ConfigDict()
-  c.data.source = "synthetic"
-  c.data.vocab_size = 512
+  c.data.source = "synthetic"  # synthetic | local_text | tfds
+  # 2 reserved ids (PAD, EOD) + 1022 content tokens: room for the tasks' two disjoint 100-symbol sets (each ~10%
+  # of the vocabulary, drawn at random, mostly rare tokens of the Zipfian background). Byte sources need >= 258.
+  c.data.vocab_size = 1024
   c.data.seq_len = 128
   c.data.synthetic = config_dict.ConfigDict()
-  c.data.synthetic.successors = 8  # distinct next tokens per token in the hidden Markov chain
+  c.data.synthetic.successors = 8  # distinct next tokens per context in the hidden Markov chains
   c.data.synthetic.zipf_exponent = 1.1  # of the unigram and successor distributions
-  c.data.synthetic.noise = 0.1  # probability a token is drawn from the unigram instead of the chain
+  c.data.synthetic.noise = 0.1  # probability a chain token is drawn from the unigram instead
+  # Difficulty levels, as weights of the regime each row (document) draws: i.i.d. unigram, first-order chain,
+  # second-order chain (vocab² contexts: more than a small model can hold), copy of a motif (induction).
+  c.data.synthetic.regimes = config_dict.ConfigDict({"unigram": 0.1, "markov1": 0.4, "markov2": 0.3, "copy": 0.2})
+  c.data.synthetic.copy_min_period = 8  # copy rows repeat a motif of a period drawn uniformly in [min, max]
+  c.data.synthetic.copy_max_period = 32
+  c.data.synthetic.copy_noise = 0.05  # probability a repeated token is a unigram draw instead
+  c.data.local_text = config_dict.ConfigDict()
+  c.data.local_text.glob = ""  # e.g. "~/corpus/**/*.txt"; files are byte-tokenized (byte b -> id b + 2)
+  c.data.local_text.eval_fraction = 0.01  # trailing share of the joined files held out for eval
+  c.data.tfds = config_dict.ConfigDict()
+  c.data.tfds.name = ""  # a prepared TFDS dataset (array_record), e.g. "my_corpus" or "my_corpus/config:1.0.0"
+  c.data.tfds.split = "train"  # TFDS slicing works, e.g. "train[:99%]"
+  c.data.tfds.eval_split = "validation"  # e.g. "train[99%:]" when there is no validation split
+  c.data.tfds.feature = "text"  # the text feature (byte-tokenized)
+  c.data.tfds.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
+  # Injected tasks (scaling/data/tasks): frequency = mean instances per batch (0.1 = one every 10 batches; 0 =
+  # off); schedule random | interleave | burst | withhold; period = batches per injection for burst / withhold
+  # (e.g. Fig 6b "N every N batches": frequency=1, schedule=burst, period=N). scaling/data/schedules.py.
+  c.data.tasks = config_dict.ConfigDict()
+  for name in ("cmp", "add"):
+    c.data.tasks[name] = config_dict.ConfigDict({"frequency": 0.0, "schedule": "random", "period": 1})
+  c.data.task_eval_limit = 0  # test instances evaluated per task (0: the whole test split, 5000 for cmp/add)
+  c.data.task_train_probe = 1000  # fixed train instances evaluated as eval/<task>_train (0: off)
   c.data.worker_count = 0  # Grain worker processes (0: in-process)
   c.data.prefetch_threads = 2
   c.data.eval_sequences = 256  # held-out background sequences evaluated at each eval step

@@ -109,8 +109,6 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
     raise ConfigError(f"sharding.preset={c.sharding.preset!r} is not one of {tuple(sharding.PRESETS)}")
   if c.distributed.mode not in DISTRIBUTED_MODES:
     raise ConfigError(f"distributed.mode={c.distributed.mode!r} is not one of {DISTRIBUTED_MODES}")
-  if c.data.source not in _data_sources():
-    raise ConfigError(f"data.source={c.data.source!r} is not one of {_data_sources()}")
   if t.batch_size % n_processes:
     raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {n_processes} processes")
   if n_devices is not None:
@@ -125,11 +123,16 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
     if (t.batch_size // dp) % t.grad_accum:
       raise ConfigError(f"per-device batch {t.batch_size // dp} is not divisible by train.grad_accum="
                         f"{t.grad_accum}; pick grad_accum dividing it")
+  _check_data(c)
 
 
-def _data_sources() -> tuple[str, ...]:
-  from scaling.data import sources
-  return tuple(sources.SOURCES)
+def _check_data(c) -> None:
+  """Source, tasks and mixture (scaling/data/mixture.py), as one-line ConfigErrors."""
+  from scaling.data import mixture  # noqa: PLC0415
+  try:
+    mixture.validate_config(c)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def summary(c: config_dict.ConfigDict) -> dict:
@@ -146,4 +149,10 @@ def summary(c: config_dict.ConfigDict) -> dict:
       "seq_len": c.data.seq_len,
       "tokens_per_step": c.train.batch_size * c.data.seq_len,
       "flops_per_token": transformer.flops_per_token(mc, c.data.seq_len),
+      "tasks": _task_summary(c),
   }
+
+
+def _task_summary(c) -> dict:
+  from scaling.data import mixture  # noqa: PLC0415
+  return mixture.Mixture.from_config(c).summary()

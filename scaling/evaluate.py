@@ -2,7 +2,9 @@
 
 An eval set is a named list of *global* numpy batches (every process builds the same set, deterministically) in
 the trainer's batch format; `weights` selects the scored tokens (all tokens for the background set, the LABEL
-token for a task's test split). Each set is evaluated in full and reported as
+token for a task's test split `<task>` and its train probe `<task>_train`). Task rows are one instance padded to
+8 positions, not seq_len (a LABEL's context is just TOK1 TOK2), so they cost ~seq_len/8 times less and compile one
+more eval shape. Each set is evaluated in full and reported as
 
   eval/<name>/loss       mean nats per scored token
   eval/<name>/loss_bits  the same in bits
@@ -57,4 +59,6 @@ def evaluate(setup, params, eval_sets: dict[str, list[dict[str, np.ndarray]]]) -
 
 
 def default_eval_sets(config) -> dict[str, list[dict[str, np.ndarray]]]:
-  return {"background": pipeline.eval_background(config)}
+  """`background` (held-out background text) plus, per injected task, `<task>` (its whole test split, scored on
+  the LABEL token: n = 5000 for cmp/add) and `<task>_train` (a fixed train-split probe, data.task_train_probe)."""
+  return {"background": pipeline.eval_background(config), **pipeline.eval_tasks(config)}

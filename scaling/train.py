@@ -143,7 +143,7 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
     return status
 
   from scaling import step as step_lib  # noqa: PLC0415 - keep `--help`/config errors fast
-  from scaling.data import pipeline
+  from scaling.data import mixture, pipeline
   from scaling import sharding  # noqa: PLC0415
   try:
     setup = step_lib.build(config, devices)
@@ -166,6 +166,7 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
     run.truncate_metrics(start if restored else -1, name=rundir.PERF_FILE)
     run.write_status("running", start, t.steps)
   eval_sets = evaluate.default_eval_sets(config) if t.eval_every else {}
+  task_counts = mixture.RealizedCounts(config)  # data/<task>/count in log records (pure function of the step)
   tb = _tensorboard(config, run) if lead else None
   tokens_per_step = t.batch_size * config.data.seq_len
   flops_per_token = configlib.summary(config)["flops_per_token"]
@@ -226,6 +227,7 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
               "train/grad_norm": float(np.mean([float(v["grad_norm"]) for v in window])),
               "train/lr": float(window[-1]["lr"]),
           })
+          record.update(task_counts.record(step))
           now = time.perf_counter()
           steps_per_s = (step - step_last) / max(now - t_last, 1e-9)
           perf = {"step": step, "seconds": now - t_last, "steps_per_s": steps_per_s,
@@ -289,6 +291,18 @@ def _tensorboard(config, run: rundir.RunDir):
   return SummaryWriter(os.path.join(run.path, "tensorboard"))
 
 
+def _enable_compilation_cache() -> None:
+  """Persistent XLA cache: sweeps recompile identical programs (same size, other seed/frequency) many times.
+
+  $JAX_COMPILATION_CACHE_DIR wins; else ~/.cache/scaling/jax; SCALING_JAX_CACHE=off disables it.
+  """
+  if os.environ.get("SCALING_JAX_CACHE", "").lower() == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  path = os.environ.get("SCALING_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "scaling", "jax")
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
@@ -296,14 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   from absl import flags
   from ml_collections import config_flags
 
+  argv = list(sys.argv if argv is None else argv)
   fv = flags.FlagValues()
+  # ml_collections registers the --config.<key> override flags from the argv it is given.
   config_flags.DEFINE_config_file("config", None, "Experiment config, e.g. configs/lm.py:size=1M.",
-                                  flag_values=fv, lock_config=False)
+                                  flag_values=fv, lock_config=False, sys_argv=argv)
   flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it holds a run).", flag_values=fv)
   flags.DEFINE_bool("dry_run", False, "Print sizes, tokens, FLOPs, mesh and batch layout, then exit.",
                     flag_values=fv)
   flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=fv)
-  argv = list(sys.argv if argv is None else argv)
   try:
     fv(argv)
   except (flags.Error, ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
@@ -312,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   if fv.config is None:
     print("error: --config is required (e.g. --config=configs/lm.py:size=1M)", file=sys.stderr)
     return 2
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  _enable_compilation_cache()
+  # force: absl installs a root handler at import, which would make basicConfig a no-op.
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
   for noisy in ("absl", "orbax", "jax._src"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   try:

@@ -15,7 +15,15 @@ os.environ["XLA_FLAGS"] = " ".join([
     "--xla_cpu_collective_call_terminate_timeout_seconds=120",
 ]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# numpy linear algebra on 2 shared cores: one BLAS thread is several times faster than two contending.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One persistent compilation cache for the whole session (subprocesses inherit it through the env): tests
+# compile the same tiny programs many times, and a cached executable is the identical program.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"scaling-test-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 

@@ -33,6 +33,11 @@ def tiny_config(size: str = "50K", **train):
   return c
 
 
+def tiny_flags(size: str = "50K") -> list[str]:
+  """Command-line twin of tiny_config() for subprocess runs of `python -m scaling.train`."""
+  return [f"--config=configs/lm.py:size={size}", *TINY_FLAGS[1:]]
+
+
 TINY_FLAGS = [
     "--config=configs/lm.py:size=50K", "--config.data.vocab_size=128", "--config.data.seq_len=32",
     "--config.data.eval_sequences=32", "--config.data.prefetch_threads=1", "--config.train.batch_size=8",
