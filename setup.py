@@ -29,6 +29,7 @@ setup(
     description="Capacity, interference and rare-task retention across model scale (JAX/Flax)",
     python_requires=">=3.11",
     packages=["scaling", "scaling.models", "scaling.data", "scaling.data.tasks", "analysis", "launch",
+              "launch.backends",
               "configs", "configs.sweeps"],
     install_requires=INSTALL_REQUIRES,
     extras_require={
