@@ -97,6 +97,7 @@ class CurveFit:
   fit: pl.FitResult | None = None
   nstar: lb.NStar | None = None
   holdout: lb.Holdout | None = None
+  interpolated: "Crossing | None" = None  # model-free N* when there are too few sizes for a fit
   seconds: float = 0.0
 
   def to_dict(self) -> dict:
@@ -113,7 +114,50 @@ class CurveFit:
       out["n_star"] = self.nstar.to_dict()
     if self.holdout is not None:
       out["holdout"] = self.holdout.to_dict()
+    if self.interpolated is not None:
+      out["interpolated_n_star"] = dataclasses.asdict(self.interpolated)
     return _jsonable(out)
+
+
+@dataclasses.dataclass
+class Crossing:
+  """Model-free N*: where the per-size mean crosses the halfway threshold, interpolated in log N. No CI."""
+
+  n_star: float  # inf: never crosses; nan: already past the threshold at the smallest size
+  threshold: float
+  note: str
+
+
+def interpolated_crossing(curve: Curve) -> Crossing | None:
+  """For task curves with too few sizes to fit: the crossing of halfway between chance and the best size mean.
+
+  Only meaningful when the best size beats chance; otherwise the task was learned at no size (n_star = inf).
+  """
+  if curve.kind not in ("task", "toy") or curve.n_sizes < 2:
+    return None
+  sizes = np.unique(curve.N)
+  ok = np.isfinite(curve.y)
+  means = np.array([np.mean(curve.y[(curve.N == n) & ok]) if ((curve.N == n) & ok).any() else np.nan
+                    for n in sizes])
+  if np.isnan(means).any():
+    return None
+  sign = 1.0 if curve.fit_metric == "accuracy" else -1.0  # +1: higher is better
+  chance = curve.chance if curve.chance is not None else float(means[0])
+  best = float(np.max(sign * means) * sign)
+  if sign * (best - chance) <= 0:
+    return Crossing(math.inf, math.nan, f"no size beats chance ({fmt_num(chance)})")
+  thr = lb.threshold_between(chance, best)
+  past = sign * (means - thr) >= 0
+  i = int(np.argmax(past))
+  if i == 0:
+    return Crossing(math.nan, thr, "past the threshold already at the smallest size")
+  t = (thr - means[i - 1]) / (means[i] - means[i - 1])
+  n = math.exp(math.log(sizes[i - 1]) + t * (math.log(sizes[i]) - math.log(sizes[i - 1])))
+  return Crossing(n, thr, f"between sizes {fmt_num(sizes[i - 1])} and {fmt_num(sizes[i])}")
+
+
+def fmt_num(x: float) -> str:
+  return f"{x:.3g}"
 
 
 def _jsonable(x):
@@ -267,6 +311,7 @@ def fit_curve(curve: Curve, *, bootstrap: int = 1000, model: str = "auto", seed:
   need = 2 if curve.fix_E is not None else (4 if curve.kind == "toy" else pl.MIN_SIZES_FREE_E)
   if curve.n_sizes < need:
     out.reason = f"needs ≥ {need} sizes (got {curve.n_sizes})"
+    out.interpolated = interpolated_crossing(curve)
     return out
   y = curve.y
   bad = ~np.isfinite(y)

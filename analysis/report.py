@@ -379,6 +379,16 @@ def _document(args, loaded, fin, curves, fits, freq_fits, f1, chin, toy_comps, f
     has_tasks = any(f.curve.kind in ("task", "toy") for f in fits)
     doc.p("No N*: no task curve could be fitted (see the fits table and the gaps)." if has_tasks else
           "No task curves in this sweep: N* applies to injected tasks (data.tasks.<t>.frequency > 0) and toy tasks.")
+  interp = [f for f in fits if f.interpolated is not None]
+  if interp:
+    doc.h(3, "Interpolated crossings (too few sizes for a fit)")
+    doc.p("Model-free: where the per-size mean crosses halfway between chance and the best size's mean, "
+          "interpolated in log N between the two bracketing sizes. No confidence interval; add sizes (≥ 5) for a "
+          "fitted N* with one.")
+    doc.table(["curve", "chance", "threshold", "N* (interpolated)", "note"],
+              [[f.curve.label(), f"{fmt(f.curve.chance)} ({f.curve.chance_source})" if f.curve.chance is not None
+                else "smallest model's mean", fmt(f.interpolated.threshold), fmt(f.interpolated.n_star),
+                f.interpolated.note] for f in interp])
   if freq_fits:
     doc.h(3, "N* vs frequency")
     rows = []
