@@ -118,6 +118,22 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.train.log_every = 10
   c.train.eval_every = 100
 
+  # ---- mechanism measurements during training (scaling/mechanisms.py; paper Figs 7-9). Off by default except
+  # retention, which only acts on burst/withhold tasks.
+  c.mechanisms = config_dict.ConfigDict()
+  c.mechanisms.interference_every = 0  # gradient interference every N steps (0: not periodically)
+  c.mechanisms.interference_at_injections = False  # also at each injection step of a burst/withhold task
+  c.mechanisms.interference_top_k = 64  # first-layer MLP neurons compared (top by |g_r|)
+  c.mechanisms.interference_rank_by = "task"  # rank neurons by |g_r| ("task") or |g| ("batch")
+  c.mechanisms.interference_task_instances = 0  # train instances in g_r (0: all 5000)
+  c.mechanisms.interference_chunk = 1024  # instance rows per chunk of the g_r pass (memory)
+  c.mechanisms.probe_every = 0  # representation probes every N steps (0: off; = train.eval_every: at evals)
+  c.mechanisms.probe_contexts = 10  # probe rows per symbol and position
+  c.mechanisms.probe_pcs = 50  # principal components for the T_CMP order probe
+  c.mechanisms.probe_fourier_threshold = 3.0  # T_ADD mode present above this x the uniform power share (1/50)
+  c.mechanisms.retention = True  # per-injection gain/decay for burst/withhold tasks with period >= 2
+  c.mechanisms.retention_eval_limit = 1000  # test instances in the retention loss (0: all)
+
   c.checkpoint = config_dict.ConfigDict()
   c.checkpoint.every = 100
   c.checkpoint.keep = 3

@@ -72,7 +72,8 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
-  def _restore_step(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+  def restore_step(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """(state, data_state) of one step; raises when unreadable or when the fingerprint does not match."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
         data=ocp.args.JsonRestore(),
@@ -88,7 +89,7 @@ class Checkpointer:
     """(step, state, data_state) of the newest readable step, or None when there is none."""
     for step in reversed(self.steps()):
       try:
-        state, data_state = self._restore_step(step, abstract_state)
+        state, data_state = self.restore_step(step, abstract_state)
         return step, state, data_state
       except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
         moved = self._quarantine(step)

@@ -13,7 +13,7 @@ from typing import Any
 from ml_collections import config_dict
 
 from configs import models as ladder
-from scaling import sharding
+from scaling import mechanisms, sharding
 from scaling.models import transformer
 
 SCHEDULES = ("cosine", "wsd", "constant")
@@ -124,6 +124,7 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
       raise ConfigError(f"per-device batch {t.batch_size // dp} is not divisible by train.grad_accum="
                         f"{t.grad_accum}; pick grad_accum dividing it")
   _check_data(c)
+  mechanisms.validate_config(c)
 
 
 def _check_data(c) -> None:

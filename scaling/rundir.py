@@ -21,6 +21,8 @@ Every run (transformer or toy) writes the same folder; `analysis/` reads nothing
                       toy/{delta_F,grad_F_norm,cos_rF}                toy global metrics
                       interference/<task>/{cos_g_gr,...}              gradient-interference metrics
                       probe/<task>/<metric>                           representation probes
+                      retention/<task>/{loss_before,gain,decay,...}   loss around injections (burst/withhold)
+                      (the last three: scaling/mechanisms.py, at the steps documented there)
   perf.jsonl      wall-clock figures (step, seconds, tokens_per_s, ...) kept apart because they are not
                   reproducible.
   status.json     {"state": "running" | "done" | "failed", "step": int, "total_steps": int,

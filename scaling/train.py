@@ -28,8 +28,9 @@ from scaling import configlib, distributed, evaluate, rundir
 
 log = logging.getLogger("scaling.train")
 
-# Keys that may differ between a run's stored config and the command resuming it (they do not change the math).
-RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "data.worker_count",
+# Keys that may differ between a run's stored config and the command resuming it: they do not change the math
+# (mechanisms only measure; mesh/sharding changes reshard on restore).
+RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mechanisms.", "data.worker_count",
                      "data.prefetch_threads", "tensorboard", "train.steps")
 # XLA:CPU collectives over fake devices abort when many sharded steps are queued without a host sync
 # (../shared/STACK.md trap 1); syncing at least this often avoids it and costs nothing measurable.
@@ -166,6 +167,10 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
     run.truncate_metrics(start if restored else -1, name=rundir.PERF_FILE)
     run.write_status("running", start, t.steps)
   eval_sets = evaluate.default_eval_sets(config) if t.eval_every else {}
+  # ---- mechanisms hook (scaling/mechanisms.py): interference, probes, retention; None when all are off. -------
+  from scaling import mechanisms  # noqa: PLC0415
+  mech = mechanisms.Mechanisms.create(config, setup, run, start)
+  # ---------------------------------------------------------------------------------------------------------
   task_counts = mixture.RealizedCounts(config)  # data/<task>/count in log records (pure function of the step)
   tb = _tensorboard(config, run) if lead else None
   tokens_per_step = t.batch_size * config.data.seq_len
@@ -203,7 +208,10 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
         is_log = step % t.log_every == 0 or step == t.steps
         is_eval = bool(t.eval_every) and (step % t.eval_every == 0 or step == t.steps)
         is_ckpt = ckpt.should_save(step, final=step == t.steps)
-        if not (is_log or is_eval or is_ckpt or step % sync_every == 0 or stop["signal"]):
+        # ---- mechanisms hook: {} unless a measurement is due at this step; a non-empty dict forces a record. ---
+        extra = mech.measure(state, step) if mech is not None else {}
+        # -------------------------------------------------------------------------------------------------------
+        if not (is_log or is_eval or is_ckpt or extra or step % sync_every == 0 or stop["signal"]):
           continue
         values = jax.device_get(pending)
         first = step - len(values) + 1
@@ -218,7 +226,7 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
         window.extend(values)
         bar.update(len(values))
         record = None
-        if is_log or is_eval:
+        if is_log or is_eval or extra:  # extra: mechanisms hook
           record = {"step": step, "tokens": step * tokens_per_step}
         perf = None
         if is_log:
@@ -238,6 +246,8 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
           window = []
         if is_eval:
           record.update(evaluate.evaluate(setup, state["params"], eval_sets))
+        if extra:  # mechanisms hook
+          record.update(extra)
         if record:
           write(record, perf)
         if is_ckpt or stop["signal"]:
