@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from scaling import checkpoint as ckpt_lib
-from scaling import configlib, distributed, evaluate, rundir
+from scaling import cli, configlib, distributed, evaluate, rundir
 
 log = logging.getLogger("scaling.train")
 
@@ -301,64 +301,20 @@ def _tensorboard(config, run: rundir.RunDir):
   return SummaryWriter(os.path.join(run.path, "tensorboard"))
 
 
-def _enable_compilation_cache() -> None:
-  """Persistent XLA cache: sweeps recompile identical programs (same size, other seed/frequency) many times.
-
-  $JAX_COMPILATION_CACHE_DIR wins; else ~/.cache/scaling/jax; SCALING_JAX_CACHE=off disables it.
-  """
-  if os.environ.get("SCALING_JAX_CACHE", "").lower() == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return
-  path = os.environ.get("SCALING_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "scaling", "jax")
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-  from absl import flags
-  from ml_collections import config_flags
+def _dry_run(config) -> str:
+  config = configlib.resolve(config)
+  distributed.initialize(config.distributed)
+  configlib.validate(config, jax.device_count(), jax.process_count())
+  return describe(config, jax.device_count(), jax.process_count())
 
-  argv = list(sys.argv if argv is None else argv)
-  fv = flags.FlagValues()
-  # ml_collections registers the --config.<key> override flags from the argv it is given.
-  config_flags.DEFINE_config_file("config", None, "Experiment config, e.g. configs/lm.py:size=1M.",
-                                  flag_values=fv, lock_config=False, sys_argv=argv)
-  flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it holds a run).", flag_values=fv)
-  flags.DEFINE_bool("dry_run", False, "Print sizes, tokens, FLOPs, mesh and batch layout, then exit.",
-                    flag_values=fv)
-  flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=fv)
-  try:
-    fv(argv)
-  except (flags.Error, ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
-    print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-    return 2
-  if fv.config is None:
-    print("error: --config is required (e.g. --config=configs/lm.py:size=1M)", file=sys.stderr)
-    return 2
-  _enable_compilation_cache()
-  # force: absl installs a root handler at import, which would make basicConfig a no-op.
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-  for noisy in ("absl", "orbax", "jax._src"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
-  try:
-    if fv.dry_run:
-      config = configlib.resolve(fv.config)
-      distributed.initialize(config.distributed)
-      configlib.validate(config, jax.device_count(), jax.process_count())
-      print(describe(config, jax.device_count(), jax.process_count()))
-      return 0
-    if not fv.workdir:
-      print("error: --workdir is required (the run directory to create or resume)", file=sys.stderr)
-      return 2
-    result = train(fv.config, fv.workdir, progress=fv.progress)
-  except configlib.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  if result.get("interrupted"):
-    return 130
-  return 0 if result["state"] == "done" else 1
+
+def main(argv: Sequence[str] | None = None) -> int:
+  return cli.main(argv, example="configs/lm.py:size=1M", describe=_dry_run, train=train,
+                  workdir_help="Run directory (created; resumed if it holds a run).",
+                  dry_run_help="Print sizes, tokens, FLOPs, mesh and batch layout, then exit.")
 
 
 if __name__ == "__main__":

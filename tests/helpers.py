@@ -33,6 +33,17 @@ def tiny_config(size: str = "50K", **train):
   return c
 
 
+def set_keys(config, values: dict):
+  """Sets dotted keys ("train.steps": 10) on a ConfigDict in place; returns it."""
+  for key, value in values.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
 def tiny_flags(size: str = "50K") -> list[str]:
   """Command-line twin of tiny_config() for subprocess runs of `python -m scaling.train`."""
   return [f"--config=configs/lm.py:size={size}", *TINY_FLAGS[1:]]

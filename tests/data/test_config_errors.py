@@ -16,14 +16,7 @@ def _unknown_task(c):
 
 
 def _set(**kv):
-  def apply(c):
-    for key, value in kv.items():
-      node = c
-      *path, leaf = key.split("__")
-      for p in path:
-        node = node[p]
-      node[leaf] = value
-  return apply
+  return lambda c: helpers.set_keys(c, {key.replace("__", "."): value for key, value in kv.items()})
 
 
 CASES = [
