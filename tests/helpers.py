@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_REFERENCE = os.path.join(REPO, "..", "shared", "reference")
 
 
 def tiny_config(size: str = "50K", **train):

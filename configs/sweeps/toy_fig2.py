@@ -5,7 +5,8 @@
 
 7 widths (8 … 512) × 4 β (0.5, 1, 1.5, 2) × 3 seeds with the `fast` settings of configs/toy.py (K=32, r=32,
 α=2). One run per width; each trains its 12 (β, seed) members as one program and writes one run dir per member
-(<sweep_dir>/<run>/beta=1.0_seed=0/...). Widths run one at a time: a run already uses both cores.
+(<sweep_dir>/<run>/beta=1.0_seed=0/...). Widths run one at a time: a run already uses both cores (~19 min in all
+on a 2-core CPU, N=512 a third of it).
   (a) phase diagram: retention.jsonl's last record (‖P_U b_{k,j}‖² > 0.5: retained) per width × task, against
       theory.json's entry_width (the Theorem-3 boundary: column 1 is each task's first feature);
   (b) toy/<task>/loss_norm at the last step vs width, one curve per β, against theory.json's optimal_loss_norm.

@@ -12,7 +12,7 @@ import pytest
 from analysis import powerlaw as pl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CHINCHILLA_CSV = os.path.join(REPO, "..", "shared", "reference", "chinchilla_svg_extracted.csv")
+CHINCHILLA_CSV = os.path.join(REPO, "tests", "reference", "chinchilla_svg_extracted.csv")  # see its README
 # Epoch AI's refit of Chinchilla's approach 3 (Besiroglu et al. 2024), 5 highest-loss rows excluded.
 EPOCH = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
 SIZES = np.geomspace(1e6, 1e10, 8)
@@ -31,7 +31,6 @@ def _noisy(rng, L, sigma):
   return L * np.exp(sigma * rng.standard_normal(np.shape(L)))
 
 
-@pytest.mark.skipif(not os.path.isfile(CHINCHILLA_CSV), reason=f"reference data absent: {CHINCHILLA_CSV}")
 def test_chinchilla_cli_reproduces_epoch_refit():
   p = _cli("--csv", CHINCHILLA_CSV, "--n", "Model Size", "--d_from_flops", "Training FLOP", "--loss", "loss",
            "--exclude_top", "5", "--no_progress")

@@ -112,6 +112,7 @@ def test_resume_continues_exactly(tmp_path):
     (["--config.toy.betas=(1.0, 1.0)"], "repeat"),
     (["--config.train.learning_rate=-1.0"], "train.learning_rate"),
     (["--config.toy.rare_tasks=(9,)"], "toy.rare_tasks"),
+    (["--config.train.decoder_lr_ref_width=-1"], "train.decoder_lr_ref_width"),
 ])
 def test_bad_config_is_one_clear_error_line(tmp_path, capsys, flags, match):
   argv = ["toy_train", "--config=configs/toy.py:width=4", "--config.toy.K=4", "--config.toy.r=4",
@@ -128,3 +129,12 @@ def test_unknown_preset_and_dry_run(capsys):
   assert toy_train.main(["toy_train", "--config=configs/toy.py:width=8", "--dry_run"]) == 0
   out = capsys.readouterr().out
   assert "width=8" in out and "members     12" in out
+
+
+def test_decoder_lr_shrinks_as_one_over_width_above_the_reference():
+  c = toy_configs.get_config("width=512")
+  assert c.train.decoder_lr_ref_width == 64 and toy_train.decoder_lr_factor(c) == 64 / 512
+  c.toy.width = 32
+  assert toy_train.decoder_lr_factor(c) == 1.0  # never above the base rate
+  c.toy.width, c.train.decoder_lr_ref_width = 512, 0
+  assert toy_train.decoder_lr_factor(c) == 1.0  # off
