@@ -57,13 +57,7 @@ def now() -> str:
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=False)
-    f.write("\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  rundir.atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def read_manifest(sweep_dir: str) -> dict | None:

@@ -77,7 +77,7 @@ def now_iso() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str) -> None:
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:
     f.write(text)
@@ -141,7 +141,7 @@ class RunDir:
     os.makedirs(self.path, exist_ok=True)
     payload = {"schema": SCHEMA_VERSION, "experiment": experiment, "summary": summary, "config": config,
                "versions": package_versions(), "git_sha": git_sha()}
-    _atomic_write_text(self.file(CONFIG_FILE), json.dumps(payload, indent=2, sort_keys=True,
+    atomic_write_text(self.file(CONFIG_FILE), json.dumps(payload, indent=2, sort_keys=True,
                                                           default=_json_default) + "\n")
 
   def read_config(self) -> dict:
@@ -167,7 +167,7 @@ class RunDir:
     os.makedirs(self.path, exist_ok=True)
     payload = {"state": state, "step": int(step), "total_steps": int(total_steps), "reason": reason,
                "updated": now_iso(), **extra}
-    _atomic_write_text(self.file(STATUS_FILE), dumps(payload) + "\n")
+    atomic_write_text(self.file(STATUS_FILE), dumps(payload) + "\n")
 
   def read_status(self) -> dict | None:
     path = self.file(STATUS_FILE)
@@ -217,7 +217,7 @@ class RunDir:
         if rec.get("step", math.inf) > last_step:
           break
         kept.append(line)
-    _atomic_write_text(path, "".join(kept))
+    atomic_write_text(path, "".join(kept))
     return len(kept)
 
   def read_metrics(self, name: str = METRICS_FILE, strict: bool = True) -> list[dict]:

@@ -425,9 +425,8 @@ def train(config, workdir: str, *, progress: bool = True, stop_after: int | None
   for run, mem, mc, dt in zip(runs, mems, mcfgs, datas):
     spec = dt.spec()
     run.write_config(EXPERIMENT, mc, summary(config, mem, dt))
-    with open(run.file(THEORY_FILE), "w") as f:
-      f.write(json.dumps(json.loads(rundir.dumps(theory(spec, int(config.toy.width), float(config.toy.mass),
-                                                        rare_mask(config, spec)))), indent=1) + "\n")
+    th = theory(spec, int(config.toy.width), float(config.toy.mass), rare_mask(config, spec))
+    rundir.atomic_write_text(run.file(THEORY_FILE), json.dumps(json.loads(rundir.dumps(th)), indent=1) + "\n")
     for name in (rundir.METRICS_FILE, rundir.PERF_FILE, RETENTION_FILE):
       run.truncate_metrics(start if restored else -1, name=name)
     run.write_status("running", start, t.steps)
