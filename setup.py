@@ -1,6 +1,6 @@
 """scaling: which tasks can a model of a given size learn, and why (arXiv 2605.29548 reproduction)."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # Ranges this stack was tested on (Python 3.11; see ../shared/STACK.md); upper bounds stop the next
 # breaking release of a fast-moving library from landing silently.
@@ -28,9 +28,8 @@ setup(
     version="0.1.0",
     description="Capacity, interference and rare-task retention across model scale (JAX/Flax)",
     python_requires=">=3.11",
-    packages=["scaling", "scaling.models", "scaling.data", "scaling.data.tasks", "analysis", "launch",
-              "launch.backends",
-              "configs", "configs.sweeps"],
+    packages=find_packages(include=["scaling", "scaling.*", "analysis", "launch", "launch.*", "configs",
+                                    "configs.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],

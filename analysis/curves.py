@@ -195,7 +195,7 @@ def background_floor(configs: dict[str, dict]) -> tuple[float | None, str]:
     key = (repr(sorted(d.get("synthetic", {}).items())), d.get("vocab_size"), d.get("seq_len"), c.get("seed"))
     if key not in seen:
       try:
-        from scaling.data import sources  # noqa: PLC0415 - numpy only
+        from scaling.lm.data import sources  # noqa: PLC0415 - numpy only
         s = d["synthetic"]
         lang = sources.SyntheticLanguage(
             int(d["vocab_size"]), int(d["seq_len"]), int(c.get("seed", 0)), successors=s["successors"],

@@ -23,7 +23,7 @@ import seaborn as sns  # noqa: E402
 
 from analysis import load as load_lib  # noqa: E402
 from analysis import predictions as pr  # noqa: E402
-from scaling import toy_theory  # noqa: E402
+from scaling.toy import theory as toy_theory  # noqa: E402
 
 log = logging.getLogger(__name__)
 DPI = 110

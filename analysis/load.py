@@ -35,7 +35,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from scaling import rundir
+from scaling.core import rundir
 
 MANIFEST = "manifest.json"
 SKIP_DIRS = {rundir.CHECKPOINT_DIR, "logs", "figures", "slurm", "__pycache__"}
@@ -214,7 +214,7 @@ def _task_table(cfg: dict) -> dict[str, dict]:
          if isinstance(info, dict)}
   toy = toy_settings(cfg) if cfg.get("experiment") == "toy" else None
   if toy is not None:
-    from scaling import toy_theory  # noqa: PLC0415 - numpy only
+    from scaling.toy import theory as toy_theory  # noqa: PLC0415 - numpy only
     try:
       spec = toy_theory.ToySpec(K=toy["K"], r=toy["r"], beta=toy["beta"], alpha=_alpha(toy["alpha"]),
                                 seed=toy["seed"], lam_norm=toy["lam_norm"])

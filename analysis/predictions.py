@@ -27,7 +27,7 @@ import pandas as pd
 from analysis import load as load_lib
 from analysis import powerlaw as pl
 from analysis.curves import _jsonable
-from scaling import toy_theory
+from scaling.toy import theory as toy_theory
 
 CHINCHILLA_MIN_FRACTION = 0.2
 DENSE_KEY = "train/loss"

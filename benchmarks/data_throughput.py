@@ -17,7 +17,7 @@ import time
 
 def make_config(size: str, batch: int | None, seq_len: int, vocab: int, tasks: str, threads: int):
   from configs import lm
-  from scaling import configlib
+  from scaling.lm import config as configlib
   c = lm.get_config(f"size={size}")
   c.data.vocab_size, c.data.seq_len, c.data.prefetch_threads = vocab, seq_len, threads
   for item in filter(None, tasks.split(",")):  # name:frequency[:schedule[:period]]
@@ -38,7 +38,7 @@ def make_config(size: str, batch: int | None, seq_len: int, vocab: int, tasks: s
 def pipeline_rate(config, workers: int, batches: int) -> tuple[float, float]:
   """(sequences/s, seconds to the first batch)."""
   from ml_collections import config_dict
-  from scaling.data import pipeline
+  from scaling.lm.data import pipeline
   c = config_dict.ConfigDict(config.to_dict())
   c.data.worker_count = workers
   t0 = time.perf_counter()
@@ -58,8 +58,8 @@ def pipeline_rate(config, workers: int, batches: int) -> tuple[float, float]:
 def model_rate(config, steps: int) -> float:
   """Sequences/s the train step consumes (data pre-placed, so this is the model alone)."""
   import jax
-  from scaling import step as step_lib
-  from scaling.data import pipeline
+  from scaling.lm import step as step_lib
+  from scaling.lm.data import pipeline
   setup = step_lib.build(config, jax.devices()[:1])
   state = setup.init()
   it = pipeline.make_train_iterator(config)

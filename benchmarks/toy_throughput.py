@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from configs import toy as toy_configs  # noqa: E402
-from scaling import toy_train  # noqa: E402
+from scaling.toy import train as toy_train  # noqa: E402
 
 
 def _program(config):

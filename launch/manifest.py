@@ -45,7 +45,7 @@ import socket
 from typing import Any, Callable
 
 from launch.configfile import SweepError, find_file, split_spec
-from scaling import rundir
+from scaling.core import rundir
 
 SCHEMA = 1
 MANIFEST = "manifest.json"

@@ -45,7 +45,7 @@ class Row:
 
 
 def _lm_rows(runs) -> list[Row]:
-  from scaling import configlib  # noqa: PLC0415 - imports jax; only transformer sweeps pay for it
+  from scaling.lm import config as configlib  # noqa: PLC0415 - imports jax; only transformer sweeps pay for it
   rows = []
   for run in runs:
     try:

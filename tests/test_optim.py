@@ -3,7 +3,7 @@
 import numpy as np
 from ml_collections import config_dict
 
-from scaling import optim
+from scaling.core import optim
 
 
 def _t(**kw):

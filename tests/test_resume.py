@@ -14,7 +14,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from scaling import rundir, train
+from scaling.core import rundir
+from scaling.lm import train
 from tests import helpers
 
 ARGS = [*helpers.tiny_flags("200K"), "--config.train.steps=300",
@@ -68,7 +69,7 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
     f.truncate(os.path.getsize(biggest) // 2)
   rundir.RunDir(workdir).write_status("running", 30, 30)
 
-  with caplog.at_level(logging.WARNING, logger="scaling.checkpoint"):
+  with caplog.at_level(logging.WARNING, logger="scaling.core.checkpoint"):
     result = train.train(cfg, workdir, devices=jax.devices()[:1], progress=False)
   assert result["state"] == "done" and result["step"] == 30
   warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -94,7 +95,7 @@ def test_checkpoint_with_wrong_fingerprint_is_rejected(tmp_path, caplog):
   with open(meta, "w") as f:
     json.dump(fp, f)
   rundir.RunDir(workdir).write_status("running", 20, 20)
-  with caplog.at_level(logging.WARNING, logger="scaling.checkpoint"):
+  with caplog.at_level(logging.WARNING, logger="scaling.core.checkpoint"):
     train.train(cfg, workdir, devices=jax.devices()[:1], progress=False)
   assert any("do not match the fingerprint" in r.getMessage() for r in caplog.records)
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "corrupt-20-0"))

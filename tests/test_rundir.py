@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from scaling import rundir
+from scaling.core import rundir
 
 
 def test_roundtrip_and_schema(tmp_path):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from scaling import configlib, sharding
-from scaling import step as step_lib
-from scaling.data import pipeline
+from scaling.lm import config as configlib, sharding
+from scaling.lm import step as step_lib
+from scaling.lm.data import pipeline
 from tests import helpers
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scaling import toy_theory as tt
+from scaling.toy import theory as tt
 
 
 def _generic_spec(K=6, r=4, seed=0, beta=None):

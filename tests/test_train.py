@@ -8,9 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from scaling import configlib, rundir, train
-from scaling import step as step_lib
-from scaling.data import pipeline
+from scaling.lm import config as configlib, train
+from scaling.core import rundir
+from scaling.lm import step as step_lib
+from scaling.lm.data import pipeline
 from tests import helpers
 
 
@@ -149,8 +150,8 @@ def test_cli_bad_config_in_subprocess(tmp_path):
   assert proc.returncode == 2
   lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
   assert lines == ["error: unknown model size '7M'; choose one of " + ", ".join(
-      __import__("configs.models", fromlist=["LADDER"]).LADDER) +
-      " (configs/models.py) or set model.size='custom' with explicit dims"]
+      __import__("scaling.lm.ladder", fromlist=["LADDER"]).LADDER) +
+      " (scaling/lm/ladder.py) or set model.size='custom' with explicit dims"]
 
 
 def test_dry_run_4b_without_allocating():
@@ -161,8 +162,8 @@ def test_dry_run_4b_without_allocating():
                             "--config.data.seq_len=2048", "--dry_run"], n_devices=8)
   assert proc.returncode == 0, proc.stderr[-2000:]
   out = proc.stdout
-  from configs import models as ladder
-  from scaling.models import transformer
+  from scaling.lm import ladder
+  from scaling.lm import model as transformer
   shape = ladder.model_shape("4B")
   counts = transformer.param_counts(transformer.TransformerConfig(
       vocab_size=50304, d_model=shape.d_model, n_layers=shape.n_layers, n_heads=shape.n_heads, d_ff=shape.d_ff))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import models as ladder
-from scaling import step as step_lib
-from scaling.models import transformer
-from scaling.models.transformer import Transformer, TransformerConfig
+from scaling.lm import ladder
+from scaling.lm import step as step_lib
+from scaling.lm import model as transformer
+from scaling.lm.model import Transformer, TransformerConfig
 
 SMALL = TransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, d_ff=64)
 

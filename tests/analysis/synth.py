@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from scaling import rundir, toy_theory
+from scaling.core import rundir
+from scaling.toy import theory as toy_theory
 
 SIZES = [5e4, 1e5, 2e5, 5e5, 1e6, 2e6]
 SEEDS = [0, 1]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import load
-from scaling import rundir
+from scaling.core import rundir
 from tests.analysis import synth
 
 

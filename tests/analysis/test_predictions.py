@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from analysis import load, predictions as pr
-from scaling import rundir, toy_theory
+from scaling.core import rundir
+from scaling.toy import theory as toy_theory
 from tests.analysis import synth
 
 E = 1.5

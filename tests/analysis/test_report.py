@@ -12,7 +12,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from analysis import report
-from scaling import rundir
+from scaling.core import rundir
 from tests.analysis import synth
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

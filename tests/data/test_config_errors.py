@@ -6,7 +6,7 @@ import jax
 import pytest
 from ml_collections import config_dict
 
-from scaling import configlib, train
+from scaling.lm import config as configlib, train
 from tests import helpers
 from tests.data.common import data_config
 

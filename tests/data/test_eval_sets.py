@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from scaling import evaluate
-from scaling.data import mixture, sources, tasks
+from scaling.lm import evaluate
+from scaling.lm.data import mixture, sources, tasks
 from tests.data.common import data_config
 
 

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from scaling.data import mixture, pipeline, tasks
+from scaling.lm.data import mixture, pipeline, tasks
 from tests.data.common import data_config
 
 B = 16

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling import checkpoint as ckpt_lib
-from scaling.data import mixture, pipeline, sources, tasks
+from scaling.core import checkpoint as ckpt_lib
+from scaling.lm.data import mixture, pipeline, sources, tasks
 from tests.data.common import data_config
 
 B, L = 16, 16

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from scaling.data import sources
+from scaling.lm.data import sources
 
 REGIMES = {"unigram": 0.1, "markov1": 0.4, "markov2": 0.3, "copy": 0.2}
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from scaling.data import sources, tasks
+from scaling.lm.data import sources, tasks
 from tests import helpers
 
 N = 100
@@ -23,7 +23,7 @@ def _sha_of_sorted_test_pairs(task) -> str:
 
 _SUBPROCESS = """
 import hashlib, sys
-from scaling.data import tasks
+from scaling.lm.data import tasks
 t = tasks.build(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
 triples = sorted(tuple(int(x) for x in row[:3]) for row in t.instances(t.test_ids))
 print(hashlib.sha256(repr(triples).encode()).hexdigest())

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from scaling import configlib, rundir, train
-from scaling.data import mixture, pipeline, sources
+from scaling.lm import config as configlib, train
+from scaling.core import rundir
+from scaling.lm.data import mixture, pipeline, sources
 from tests import helpers
 
 NAME = "scaling_tiny_text"

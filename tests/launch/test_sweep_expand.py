@@ -8,9 +8,9 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from configs import models as ladder
+from scaling.lm import ladder
 from launch import expand, manifest as manifest_lib, plan, sweep as sweep_cli
-from scaling import rundir
+from scaling.core import rundir
 from tests.launch import sweeputil
 
 
@@ -89,7 +89,7 @@ def test_derived_settings_per_size_come_from_run_settings():
   s = _sweep(axes=[{"model.size": ["50K", "200K", "1M"]}], overrides={"data.seq_len": 64})
   runs = expand.expand(s)
   rows = plan.rows_for(s, runs)
-  from scaling import configlib
+  from scaling.lm import config as configlib
   for run, row in zip(runs, rows):
     n = configlib.summary(configlib.resolve(run.config))["n_params_non_embedding"]
     rs = ladder.run_settings(n, 64)

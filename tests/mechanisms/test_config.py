@@ -2,7 +2,8 @@
 
 import pytest
 
-from scaling import configlib, mechanisms
+from scaling.lm import config as configlib
+from scaling.mechanisms import hook as mechanisms
 from tests import helpers
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling import configlib, interference, mechanisms, step as step_lib
-from scaling.data import mixture, pipeline
+from scaling.lm import config as configlib, step as step_lib
+from scaling.mechanisms import interference, hook as mechanisms
+from scaling.lm.data import mixture, pipeline
 from tests import helpers
 
 TOP_K, N_TASK = 16, 16

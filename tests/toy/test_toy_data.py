@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling import toy_theory as tt
-from scaling.data import schedules
-from scaling.data.tasks import toy as td
+from scaling.toy import theory as tt
+from scaling.core import schedules
+from scaling.toy import data as td
 
 
 # Jitted once: eager JAX compiles every primitive separately, which dominates these small tests on CPU.

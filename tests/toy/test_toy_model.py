@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling import toy_theory as tt
-from scaling.data.tasks import toy as td
-from scaling.models import toy as tm
+from scaling.toy import theory as tt
+from scaling.toy import data as td
+from scaling.toy import model as tm
 
 DATA = td.ToyData(K=6, r=4, beta=1.2, alpha=1.5, lam_norm="first", basis_seed=3, batch_size=40)
 SPEC = DATA.spec()

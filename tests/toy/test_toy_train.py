@@ -8,7 +8,8 @@ import pytest
 from ml_collections import config_dict
 
 from configs import toy as toy_configs
-from scaling import rundir, toy_train
+from scaling.core import rundir
+from scaling.toy import train as toy_train
 from tests.helpers import set_keys
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from configs import toy as toy_configs
-from scaling import rundir, toy_train
-from scaling import toy_theory as tt
+from scaling.core import rundir
+from scaling.toy import train as toy_train
+from scaling.toy import theory as tt
 from tests.helpers import set_keys
 
 K, R = 8, 4

@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run
   """A trainer's whole command line. Exit codes: 0 done, 1 failed, 2 bad flags or config (one `error:` line),
   130 interrupted after a checkpoint. describe(config) is the --dry_run text; train(config, workdir, progress=)
   returns the final status dict."""
-  from scaling.configlib import ConfigError  # noqa: PLC0415
+  from scaling.lm.config import ConfigError  # noqa: PLC0415
   try:
     fv = parse_flags(list(sys.argv if argv is None else argv), example=example, workdir_help=workdir_help,
                      dry_run_help=dry_run_help)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.data import hashrng
-from scaling.data.tasks.base import PairTask, register
+from scaling.core import hashrng
+from scaling.lm.data.tasks.base import PairTask, register
 
 
 @register

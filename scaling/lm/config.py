@@ -12,9 +12,10 @@ from typing import Any
 
 from ml_collections import config_dict
 
-from configs import models as ladder
-from scaling import mechanisms, sharding
-from scaling.models import transformer
+from scaling.lm import ladder
+from scaling.mechanisms import hook as mechanisms
+from scaling.lm import sharding
+from scaling.lm import model as transformer
 
 SCHEDULES = ("cosine", "wsd", "constant")
 DISTRIBUTED_MODES = ("auto", "off", "on")
@@ -129,7 +130,7 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
 
 def _check_data(c) -> None:
   """Source, tasks and mixture (scaling/data/mixture.py), as one-line ConfigErrors."""
-  from scaling.data import mixture  # noqa: PLC0415
+  from scaling.lm.data import mixture  # noqa: PLC0415
   try:
     mixture.validate_config(c)
   except ValueError as e:
@@ -155,5 +156,5 @@ def summary(c: config_dict.ConfigDict) -> dict:
 
 
 def _task_summary(c) -> dict:
-  from scaling.data import mixture  # noqa: PLC0415
+  from scaling.lm.data import mixture  # noqa: PLC0415
   return mixture.Mixture.from_config(c).summary()

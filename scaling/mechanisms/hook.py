@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scaling.data import schedules
+from scaling.core import schedules
 
 INJECTION_SCHEDULES = ("burst", "withhold")  # schedules with injection steps (scaling/data/schedules.py)
 
@@ -68,7 +68,7 @@ def settings(config) -> dict[str, Any]:
 
 def validate_config(config) -> None:
   """Raises configlib.ConfigError with one line on the first problem in `config.mechanisms`."""
-  from scaling.configlib import ConfigError  # noqa: PLC0415 - configlib imports this module
+  from scaling.lm.config import ConfigError  # noqa: PLC0415 - configlib imports this module
   m = config.get("mechanisms", None)
   given = set(m.keys()) if m is not None else set()
   unknown = sorted(given - set(DEFAULTS))
@@ -88,7 +88,7 @@ def validate_config(config) -> None:
   if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
     raise ConfigError(f"mechanisms.probe_fourier_threshold={t!r} must be a positive number (× the uniform share)")
   if s["interference_every"] or s["interference_at_injections"]:
-    from scaling.data import mixture  # noqa: PLC0415
+    from scaling.lm.data import mixture  # noqa: PLC0415
     if not mixture.Mixture.from_config(config).active:
       key = "interference_every" if s["interference_every"] else "interference_at_injections"
       raise ConfigError(f"mechanisms.{key} measures interference with an injected task but none is active; set "
@@ -101,8 +101,8 @@ class Mechanisms:
   def __init__(self, config, setup, run=None, start: int = 0):
     import jax  # noqa: PLC0415
 
-    from scaling import interference, probes, retention  # noqa: PLC0415
-    from scaling.data import mixture, pipeline, sources  # noqa: PLC0415
+    from scaling.mechanisms import interference, probes, retention  # noqa: PLC0415
+    from scaling.lm.data import mixture, pipeline, sources  # noqa: PLC0415
     s = settings(config)
     self.setup = setup
     self.mix = mixture.Mixture.from_config(config)

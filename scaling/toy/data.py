@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling import toy_theory
-from scaling.data import schedules
+from scaling.toy import theory as toy_theory
+from scaling.core import schedules
 
 PURPOSE_X = 31  # x draws; distinct from the schedule's purpose constant
 INJECT_SCHEDULES = ("withhold", "interleave", "burst")

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from scaling.data import hashrng
+from scaling.core import hashrng
 
 PAD, EOD = 0, 1
 N_RESERVED = 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from scaling.data.tasks.base import LABEL_POS, REGISTRY, TOKENS_PER_INSTANCE, PairTask, TaskError, register
+from scaling.lm.data.tasks.base import LABEL_POS, REGISTRY, TOKENS_PER_INSTANCE, PairTask, TaskError, register
 
 _MODULES = ("cmp", "add")
 for _m in _MODULES:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.data.tasks import toy as toy_data
+from scaling.toy import data as toy_data
 
 VARIANTS = ("plain", "orthonormal")
 

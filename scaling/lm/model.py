@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling import sharding
+from scaling.lm import sharding
 
 # Variables are created unsharded and placed by a jitted init with explicit out_shardings (scaling/sharding.py),
 # which works the same with and without a mesh, and for abstract (eval_shape) builds of 4B models.

@@ -35,7 +35,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from scaling import sharding
+from scaling.lm import sharding
 
 MLP_KEYS = ("w_gate", "w_up", "w_down")
 METRICS = ("cos_g_gr", "cos_gt_gr", "cos_gnt_gr", "norm_g", "norm_gt", "norm_gnt", "norm_gr", "k")

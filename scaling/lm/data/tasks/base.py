@@ -21,8 +21,8 @@ import hashlib
 
 import numpy as np
 
-from scaling.data import hashrng
-from scaling.data.sources import EOD, N_RESERVED
+from scaling.core import hashrng
+from scaling.lm.data.sources import EOD, N_RESERVED
 
 LABEL_POS = 1  # index into `targets` of the LABEL token
 TOKENS_PER_INSTANCE = 4  # TOK1 TOK2 LABEL EOD

@@ -49,7 +49,7 @@ CPU_SIZES = ("50K", "200K", "1M", "5M", "10M")
 def model_shape(size: str) -> ModelShape:
   if size not in LADDER:
     raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(LADDER)} "
-                     "(configs/models.py) or set model.size='custom' with explicit dims")
+                     "(scaling/lm/ladder.py) or set model.size='custom' with explicit dims")
   return LADDER[size]
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from scaling import evaluate
-from scaling.data import schedules
-from scaling.mechanisms import INJECTION_SCHEDULES
+from scaling.lm import evaluate
+from scaling.core import schedules
+from scaling.mechanisms.hook import INJECTION_SCHEDULES
 
 
 def tracked(mix) -> list[schedules.TaskSchedule]:

@@ -19,7 +19,7 @@ import math
 import jax
 import numpy as np
 
-from scaling.data import pipeline
+from scaling.lm.data import pipeline
 
 
 def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

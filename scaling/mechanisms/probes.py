@@ -38,9 +38,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from scaling import sharding
-from scaling.data import hashrng
-from scaling.interference import layer_slice, put_global
+from scaling.lm import sharding
+from scaling.core import hashrng
+from scaling.mechanisms.interference import layer_slice, put_global
 
 PROBED_TASKS = ("cmp", "add")
 N_FOLDS = 5
@@ -211,7 +211,7 @@ def symbol_means(x_RxPxD: np.ndarray, sym_RxP: np.ndarray, n: int) -> np.ndarray
 
 def probe_tasks(config) -> dict[str, Any]:
   """The configured tasks that have a probe and fit the vocabulary (inactive ones serve as controls)."""
-  from scaling.data import mixture, sources, tasks as tasks_lib  # noqa: PLC0415
+  from scaling.lm.data import mixture, sources, tasks as tasks_lib  # noqa: PLC0415
   out = {}
   for name in mixture.Mixture.from_config(config).names:
     if name in PROBED_TASKS:
@@ -242,7 +242,8 @@ def probe_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:
 
   from ml_collections import config_dict  # noqa: PLC0415
 
-  from scaling import checkpoint as ckpt_lib, rundir, step as step_lib  # noqa: PLC0415
+  from scaling.core import checkpoint as ckpt_lib, rundir  # noqa: PLC0415
+  from scaling.lm import step as step_lib
   run = rundir.RunDir(workdir)
   try:
     meta = run.read_config()
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
   except ProbeError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  from scaling import rundir  # noqa: PLC0415
+  from scaling.core import rundir  # noqa: PLC0415
   print(rundir.dumps(result))
   return 0
 

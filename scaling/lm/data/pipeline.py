@@ -24,7 +24,7 @@ import absl.flags
 import grain
 import numpy as np
 
-from scaling.data import mixture, sources
+from scaling.lm.data import mixture, sources
 
 # Indices are lazy; this only bounds how far a run can go (2^40 batches).
 _MAX_BATCHES = 1 << 40

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from scaling.data import schedules, sources, tasks as tasks_lib
+from scaling.core import schedules
+from scaling.lm.data import sources, tasks as tasks_lib
 
 TASK_FIELDS = ("frequency", "schedule", "period")
 EVAL_ROW_LEN = 8  # positions per task-eval row

@@ -18,8 +18,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from scaling import configlib, optim, sharding
-from scaling.models import transformer
+from scaling.lm import config as configlib, sharding
+from scaling.core import optim
+from scaling.lm import model as transformer
 
 
 @dataclasses.dataclass
