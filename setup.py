@@ -32,7 +32,7 @@ setup(
                                     "configs.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.17,<0.18"],
         "tb": ["tensorboardX>=2.6"],
         "parquet": ["pyarrow>=15"],
     },

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,7 @@ class CurveFit:
   fit: pl.FitResult | None = None
   nstar: lb.NStar | None = None
   holdout: lb.Holdout | None = None
-  interpolated: "Crossing | None" = None  # model-free N* when there are too few sizes for a fit
+  interpolated: Crossing | None = None  # model-free N* when there are too few sizes for a fit
   seconds: float = 0.0
 
   def to_dict(self) -> dict:

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import matplotlib
 
@@ -101,7 +101,7 @@ def _toy(df):
 # ---------------------------------------------------------------------------------------------------------------
 # Fig 1
 # ---------------------------------------------------------------------------------------------------------------
-def fig1_compute_vs_infinite(f1: "pr.Fig1", out_dir: str, formats=FORMATS) -> list[str]:
+def fig1_compute_vs_infinite(f1: pr.Fig1, out_dir: str, formats=FORMATS) -> list[str]:
   """L_C(N) (matched compute) and L_∞(N) (final) with fits; between them what data scaling reaches, below L_∞
   what only model scaling reaches."""
   if f1 is None or (f1.points_C.empty and f1.points_inf.empty):

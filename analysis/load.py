@@ -30,7 +30,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

@@ -10,7 +10,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _SHARED: dict[str, Any] = {}
 

@@ -29,7 +29,7 @@ import json
 import math
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import optimize, special

@@ -287,7 +287,7 @@ def build(args) -> dict:
     f.write(doc.html(title))
   timings["total"] = time.perf_counter() - t0
   machine = {
-      "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
       "sweeps": [os.path.abspath(d) for d in args.sweep_dir], "bootstrap": args.bootstrap, "seed": args.seed,
       "load_report": rep.to_dict(), "notes": notes, "curves": [f.to_dict() for f in fits],
       "frequency_laws": [f.to_dict() for f in freq_fits], "fig1": f1.to_dict() if f1 else None,
@@ -463,7 +463,7 @@ def _document(args, loaded, fin, curves, fits, freq_fits, f1, chin, toy_comps, f
 
   # ---- figures
   doc.h(2, "Figures")
-  for name, v in figures.items():
+  for v in figures.values():
     pngs = [p for p in v["paths"] if p.endswith(".png")]
     for png in pngs:
       pdf = png[:-4] + ".pdf"

@@ -38,6 +38,7 @@ def make_config(size: str, batch: int | None, seq_len: int, vocab: int, tasks: s
 def pipeline_rate(config, workers: int, batches: int) -> tuple[float, float]:
   """(sequences/s, seconds to the first batch)."""
   from ml_collections import config_dict
+
   from scaling.lm.data import pipeline
   c = config_dict.ConfigDict(config.to_dict())
   c.data.worker_count = workers
@@ -58,6 +59,7 @@ def pipeline_rate(config, workers: int, batches: int) -> tuple[float, float]:
 def model_rate(config, steps: int) -> float:
   """Sequences/s the train step consumes (data pre-placed, so this is the model alone)."""
   import jax
+
   from scaling.lm import step as step_lib
   from scaling.lm.data import pipeline
   setup = step_lib.build(config, jax.devices()[:1])

@@ -33,9 +33,10 @@ def measure(size: str, batch: int, seq_len: int, instances: int, reps: int) -> d
   from flax import nnx
 
   from configs import lm
-  from scaling.lm import config as configlib, step as step_lib
-  from scaling.mechanisms import interference
+  from scaling.lm import config as configlib
+  from scaling.lm import step as step_lib
   from scaling.lm.data import mixture, pipeline
+  from scaling.mechanisms import interference
   c = lm.get_config(f"size={size}")
   c.data.seq_len = seq_len
   c.train.update(dict(batch_size=batch, steps=1000, learning_rate=1e-3, warmup_steps=1))

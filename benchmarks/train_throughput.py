@@ -33,9 +33,10 @@ def matmul_peak(dtype: str, n: int, reps: int = 10) -> float:
 
 def measure(size: str, batch: int, seq_len: int, vocab: int, dtype: str, steps: int, remat: str) -> dict:
   from configs import lm
-  from scaling.lm import config as configlib, step as step_lib
-  from scaling.lm.data import pipeline
+  from scaling.lm import config as configlib
   from scaling.lm import model as transformer
+  from scaling.lm import step as step_lib
+  from scaling.lm.data import pipeline
   c = lm.get_config(f"size={size}")
   c.data.vocab_size, c.data.seq_len = vocab, seq_len
   c.train.update(dict(batch_size=batch, steps=steps + 10, learning_rate=1e-3, warmup_steps=1))

@@ -29,8 +29,8 @@ import importlib.util
 import itertools
 import json
 import re
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from launch.configfile import SweepError, load
 
@@ -312,7 +312,7 @@ def expand(sweep: Sweep, base_config=None) -> list[Run]:
         _check_value(v, k, sweep.spec)
     overrides = dict(sorted({**extra, **explicit}.items()))
     label = f"{sweep.spec}: run {_fmt_varying(varying)}"
-    cfg = apply_overrides(base_config, overrides, lambda k: label, sweep.base)
+    cfg = apply_overrides(base_config, overrides, lambda _k, label=label: label, sweep.base)
     rid = run_id(sweep.entrypoint, sweep.base, overrides, varying)
     if rid in ids:
       raise SweepError(f"{sweep.spec}: runs {_fmt_varying(ids[rid])} and {_fmt_varying(varying)} have the same "

@@ -42,7 +42,8 @@ import os
 import shutil
 import signal
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from launch.configfile import SweepError, find_file, split_spec
 from scaling.core import rundir
@@ -118,7 +119,7 @@ class SweepState:
 
   # ---- construction -------------------------------------------------------------------------------------
   @classmethod
-  def plan(cls, sweep_dir: str, sweep, runs, existing: dict | None = None) -> "SweepState":
+  def plan(cls, sweep_dir: str, sweep, runs, existing: dict | None = None) -> SweepState:
     """Merges the expanded runs with an existing manifest (kept: attempts, jobs, reasons). Writes nothing."""
     if existing is not None and existing.get("sweep") != sweep.name:
       raise SweepError(f"{sweep_dir} holds sweep {existing.get('sweep')!r}, not {sweep.name!r}; "

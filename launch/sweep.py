@@ -29,7 +29,9 @@ import sys
 if __package__ in (None, ""):  # run as `python launch/sweep.py`: make the repository importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from launch import backends, expand as expand_lib, manifest as manifest_lib, plan  # noqa: E402
+from launch import backends, plan  # noqa: E402
+from launch import expand as expand_lib
+from launch import manifest as manifest_lib
 from launch.configfile import REPO, SweepError, load  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run_help: str,

@@ -41,7 +41,8 @@ import json
 import math
 import os
 import subprocess
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -74,7 +75,7 @@ class RunDirError(ValueError):
 
 
 def now_iso() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -12,10 +12,9 @@ from typing import Any
 
 from ml_collections import config_dict
 
-from scaling.lm import ladder
-from scaling.mechanisms import hook as mechanisms
-from scaling.lm import sharding
+from scaling.lm import ladder, sharding
 from scaling.lm import model as transformer
+from scaling.mechanisms import hook as mechanisms
 
 SCHEDULES = ("cosine", "wsd", "constant")
 DISTRIBUTED_MODES = ("auto", "off", "on")

@@ -56,7 +56,7 @@ class TransformerConfig:
     return self.d_model // self.n_heads
 
   @classmethod
-  def from_config(cls, model_cfg: Any) -> "TransformerConfig":
+  def from_config(cls, model_cfg: Any) -> TransformerConfig:
     """Builds from the `config.model` ConfigDict, ignoring bookkeeping keys such as `size`."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in dict(model_cfg).items() if k in names})

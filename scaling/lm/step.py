@@ -8,8 +8,8 @@ nested dicts); it is created already sharded by a jitted init whose out_sharding
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +18,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from scaling.lm import config as configlib, sharding
 from scaling.core import optim
+from scaling.lm import config as configlib
 from scaling.lm import model as transformer
+from scaling.lm import sharding
 
 
 @dataclasses.dataclass

@@ -18,14 +18,16 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
 from scaling.core import checkpoint as ckpt_lib
 from scaling.core import cli, distributed, rundir
-from scaling.lm import config as configlib, evaluate
+from scaling.lm import config as configlib
+from scaling.lm import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,9 @@ def stop_signals() -> Iterator[dict]:
 
 def describe(config, n_devices: int, n_processes: int = 1) -> str:
   """The --dry_run report: sizes, tokens, FLOPs, mesh, per-device batch. Allocates nothing."""
-  from scaling.lm import sharding, step as step_lib
   from scaling.lm import model as transformer
+  from scaling.lm import sharding
+  from scaling.lm import step as step_lib
   mc = configlib.model_config(config)
   counts = transformer.param_counts(mc)
   _, abs_params, _ = step_lib.abstract_model(mc, config.seed)
@@ -144,9 +147,9 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
     print(msg)
     return status
 
+  from scaling.lm import sharding  # noqa: PLC0415
   from scaling.lm import step as step_lib  # noqa: PLC0415 - keep `--help`/config errors fast
   from scaling.lm.data import mixture, pipeline
-  from scaling.lm import sharding  # noqa: PLC0415
   try:
     setup = step_lib.build(config, devices)
   except sharding.ShardingError as e:

@@ -101,8 +101,8 @@ class Mechanisms:
   def __init__(self, config, setup, run=None, start: int = 0):
     import jax  # noqa: PLC0415
 
-    from scaling.mechanisms import interference, probes, retention  # noqa: PLC0415
     from scaling.lm.data import mixture, pipeline, sources  # noqa: PLC0415
+    from scaling.mechanisms import interference, probes, retention  # noqa: PLC0415
     s = settings(config)
     self.setup = setup
     self.mix = mixture.Mixture.from_config(config)
@@ -126,7 +126,7 @@ class Mechanisms:
         self.retention.restore(r for r in run.read_metrics(strict=False) if r["step"] <= start)
 
   @classmethod
-  def create(cls, config, setup, run=None, start: int = 0) -> "Mechanisms | None":
+  def create(cls, config, setup, run=None, start: int = 0) -> Mechanisms | None:
     """The hook for `config`, or None when it would never measure anything (the trainer then skips it)."""
     m = cls(config, setup, run, start)
     return m if any(x is not None for x in (m.interference, m.probes, m.retention)) else None

@@ -28,7 +28,6 @@ Command line (prints one JSON line):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -36,10 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from scaling.lm import sharding
 from scaling.core import hashrng
+from scaling.lm import sharding
 from scaling.mechanisms.interference import layer_slice, put_global
 
 PROBED_TASKS = ("cmp", "add")
@@ -211,7 +211,8 @@ def symbol_means(x_RxPxD: np.ndarray, sym_RxP: np.ndarray, n: int) -> np.ndarray
 
 def probe_tasks(config) -> dict[str, Any]:
   """The configured tasks that have a probe and fit the vocabulary (inactive ones serve as controls)."""
-  from scaling.lm.data import mixture, sources, tasks as tasks_lib  # noqa: PLC0415
+  from scaling.lm.data import mixture, sources  # noqa: PLC0415
+  from scaling.lm.data import tasks as tasks_lib
   out = {}
   for name in mixture.Mixture.from_config(config).names:
     if name in PROBED_TASKS:
@@ -242,7 +243,8 @@ def probe_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:
 
   from ml_collections import config_dict  # noqa: PLC0415
 
-  from scaling.core import checkpoint as ckpt_lib, rundir  # noqa: PLC0415
+  from scaling.core import checkpoint as ckpt_lib  # noqa: PLC0415
+  from scaling.core import rundir
   from scaling.lm import step as step_lib
   run = rundir.RunDir(workdir)
   try:

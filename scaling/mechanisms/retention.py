@@ -20,10 +20,10 @@ own metrics.jsonl, so a resumed run writes the same records as an unbroken one.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from scaling.lm import evaluate
 from scaling.core import schedules
+from scaling.lm import evaluate
 from scaling.mechanisms.hook import INJECTION_SCHEDULES
 
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.toy import theory as toy_theory
 from scaling.core import schedules
+from scaling.toy import theory as toy_theory
 
 PURPOSE_X = 31  # x draws; distinct from the schedule's purpose constant
 INJECT_SCHEDULES = ("withhold", "interleave", "burst")
@@ -197,7 +196,7 @@ class TaskArrays:
   sqrt_lam_KxR: jax.Array
 
   @classmethod
-  def build(cls, spec: toy_theory.ToySpec) -> "TaskArrays":
+  def build(cls, spec: toy_theory.ToySpec) -> TaskArrays:
     B = spec.basis().reshape(spec.d, spec.K, spec.r).transpose(1, 0, 2)
     return cls(jnp.asarray(B, jnp.float32), jnp.asarray(np.sqrt(spec.lam), jnp.float32))
 

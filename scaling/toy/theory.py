@@ -32,7 +32,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

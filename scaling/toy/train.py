@@ -37,19 +37,18 @@ import math
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from scaling.core import checkpoint as ckpt_lib
-from scaling.core import cli, optim, rundir
-from scaling.toy import theory as tt
+from scaling.core import cli, optim, rundir, schedules
 from scaling.lm.config import ConfigError
-from scaling.core import schedules
 from scaling.toy import data as toy_data
 from scaling.toy import model as toy_model
+from scaling.toy import theory as tt
 
 log = logging.getLogger(__name__)
 

@@ -223,7 +223,7 @@ def toy_sweep(sweep_dir, *, widths=TOY_WIDTHS, betas=TOY_BETAS, gaps=(1, 8), see
   for w in widths:
     wid = f"toy-w{w}"
     W = os.path.join(sweep_dir, "runs", wid)
-    for i, beta in enumerate(betas):
+    for _i, beta in enumerate(betas):
       _toy_member(os.path.join(W, f"beta={float(beta)}_seed=0"), w, beta, rng,
                   retention="npz" if beta == 1.5 else "jsonl")
     rundir.RunDir(W).write_status("done", 1000, 1000, members=[f"beta={float(b)}_seed=0" for b in betas])

@@ -7,7 +7,9 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from analysis import curves, figures as figs, load, predictions as pr
+from analysis import curves, load
+from analysis import figures as figs
+from analysis import predictions as pr
 from tests.analysis import synth
 
 

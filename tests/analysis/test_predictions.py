@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis import load, predictions as pr
+from analysis import load
+from analysis import predictions as pr
 from scaling.core import rundir
 from scaling.toy import theory as toy_theory
 from tests.analysis import synth

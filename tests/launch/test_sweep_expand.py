@@ -8,9 +8,11 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from scaling.lm import ladder
-from launch import expand, manifest as manifest_lib, plan, sweep as sweep_cli
+from launch import expand, plan
+from launch import manifest as manifest_lib
+from launch import sweep as sweep_cli
 from scaling.core import rundir
+from scaling.lm import ladder
 from tests.launch import sweeputil
 
 

@@ -11,7 +11,8 @@ import warnings
 import ml_collections
 import pytest
 
-from launch import expand, manifest as manifest_lib
+from launch import expand
+from launch import manifest as manifest_lib
 from launch.backends import slurm
 from launch.configfile import SweepError
 from tests import helpers
@@ -71,7 +72,7 @@ def slurm_cluster():
     p = subprocess.run(["bash", SCRIPT, "start"], capture_output=True, text=True, timeout=600)
     if p.returncode == 3:
       reason = f"SLURM cannot run on this OS: {p.stderr.strip().splitlines()[-1]}"
-      warnings.warn(reason)  # shown in pytest's warnings summary even without -rs
+      warnings.warn(reason, stacklevel=2)  # shown in pytest's warnings summary even without -rs
       pytest.skip(reason)
     assert p.returncode == 0, f"launch/slurm_local.sh start failed:\n{p.stdout}\n{p.stderr}"
   yield

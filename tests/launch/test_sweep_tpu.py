@@ -5,7 +5,9 @@ import shlex
 import ml_collections
 import pytest
 
-from launch import expand, manifest as manifest_lib, sweep as sweep_cli
+from launch import expand
+from launch import manifest as manifest_lib
+from launch import sweep as sweep_cli
 from launch.backends import tpu
 from launch.configfile import SweepError
 

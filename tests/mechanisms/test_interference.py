@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling.lm import config as configlib, step as step_lib
-from scaling.mechanisms import interference, hook as mechanisms
+from scaling.lm import config as configlib
+from scaling.lm import step as step_lib
 from scaling.lm.data import mixture, pipeline
+from scaling.mechanisms import hook as mechanisms
+from scaling.mechanisms import interference
 from tests import helpers
 
 TOP_K, N_TASK = 16, 16

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from scaling.lm import config as configlib, step as step_lib
+from scaling.lm import config as configlib
+from scaling.lm import step as step_lib
 from scaling.mechanisms import probes
 from tests import helpers
 

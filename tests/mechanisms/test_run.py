@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from scaling.mechanisms import probes
 from scaling.core import rundir
 from scaling.lm import train
+from scaling.mechanisms import probes
 from tests import helpers
 
 PERIOD, STEPS = 3, 24

@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.toy import theory as tt
 from scaling.core import schedules
 from scaling.toy import data as td
-
+from scaling.toy import theory as tt
 
 # Jitted once: eager JAX compiles every primitive separately, which dominates these small tests on CPU.
 gaussian = jax.jit(td.gaussian, static_argnums=(2, 3))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling.toy import theory as tt
 from scaling.toy import data as td
 from scaling.toy import model as tm
+from scaling.toy import theory as tt
 
 DATA = td.ToyData(K=6, r=4, beta=1.2, alpha=1.5, lam_norm="first", basis_seed=3, batch_size=40)
 SPEC = DATA.spec()
@@ -117,7 +117,7 @@ def test_dense_loss_matches_the_per_row_reference_with_gradients():
 
   got, g_dense = jax.jit(lambda p: (dense(p), jax.grad(lambda q: jnp.sum(dense(q)))(p)))(params_M)
   for m in range(2):
-    p_m = jax.tree.map(lambda a: a[m], params_M)
+    p_m = jax.tree.map(lambda a, m=m: a[m], params_M)
     want, g_ref = jax.jit(jax.value_and_grad(ref), static_argnums=1)(p_m, m)
     np.testing.assert_allclose(got[m], want, rtol=2e-5)
     for k in g_ref:

@@ -12,8 +12,8 @@ import pytest
 
 from configs import toy as toy_configs
 from scaling.core import rundir
-from scaling.toy import train as toy_train
 from scaling.toy import theory as tt
+from scaling.toy import train as toy_train
 from tests.helpers import set_keys
 
 K, R = 8, 4

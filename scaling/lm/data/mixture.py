@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from scaling.core import schedules
-from scaling.lm.data import sources, tasks as tasks_lib
+from scaling.lm.data import sources
+from scaling.lm.data import tasks as tasks_lib
 
 TASK_FIELDS = ("frequency", "schedule", "period")
 EVAL_ROW_LEN = 8  # positions per task-eval row
@@ -82,7 +83,7 @@ class Mixture:
   _tasks: dict = dataclasses.field(default_factory=dict)
 
   @classmethod
-  def from_config(cls, config) -> "Mixture":
+  def from_config(cls, config) -> Mixture:
     all_sched = task_schedules(config.data)
     active = tuple(i for i, s in enumerate(all_sched) if s.frequency > 0)
     return cls(names=tuple(s.name for s in all_sched), active=active,

@@ -18,7 +18,8 @@ A batch is a dict of numpy arrays for this process's `batch_size // process_coun
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import absl.flags
 import grain

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import glob as globlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -28,7 +28,7 @@ LABEL_POS = 1  # index into `targets` of the LABEL token
 TOKENS_PER_INSTANCE = 4  # TOK1 TOK2 LABEL EOD
 PURPOSE_SYMBOLS, PURPOSE_TASK = 31, 32
 
-REGISTRY: dict[str, type["PairTask"]] = {}
+REGISTRY: dict[str, type[PairTask]] = {}
 
 
 class TaskError(ValueError):

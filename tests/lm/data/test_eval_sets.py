@@ -4,7 +4,7 @@ import numpy as np
 
 from scaling.lm import evaluate
 from scaling.lm.data import mixture, sources, tasks
-from tests.data.common import data_config
+from tests.lm.data.common import data_config
 
 
 def _rows(batches, key):

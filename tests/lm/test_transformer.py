@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from scaling.lm import ladder
-from scaling.lm import step as step_lib
 from scaling.lm import model as transformer
+from scaling.lm import step as step_lib
 from scaling.lm.model import Transformer, TransformerConfig
 
 SMALL = TransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, d_ff=64)

@@ -1,6 +1,5 @@
 """The trainer: golden first steps, gradient accumulation, NaN handling, config errors, run-dir, dry run."""
 
-import json
 import math
 import os
 
@@ -8,9 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from scaling.lm import config as configlib, train
 from scaling.core import rundir
+from scaling.lm import config as configlib
 from scaling.lm import step as step_lib
+from scaling.lm import train
 from scaling.lm.data import pipeline
 from tests import helpers
 

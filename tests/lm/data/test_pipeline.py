@@ -7,7 +7,7 @@ import pytest
 
 from scaling.core import checkpoint as ckpt_lib
 from scaling.lm.data import mixture, pipeline, sources, tasks
-from tests.data.common import data_config
+from tests.lm.data.common import data_config
 
 B, L = 16, 16
 

@@ -6,9 +6,10 @@ import jax
 import pytest
 from ml_collections import config_dict
 
-from scaling.lm import config as configlib, train
+from scaling.lm import config as configlib
+from scaling.lm import train
 from tests import helpers
-from tests.data.common import data_config
+from tests.lm.data.common import data_config
 
 
 def _unknown_task(c):

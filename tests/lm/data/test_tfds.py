@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from scaling.lm import config as configlib, train
 from scaling.core import rundir
+from scaling.lm import config as configlib
+from scaling.lm import train
 from scaling.lm.data import mixture, pipeline, sources
 from tests import helpers
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from scaling.lm.data import mixture, pipeline, tasks
-from tests.data.common import data_config
+from tests.lm.data.common import data_config
 
 B = 16
 N_BATCHES = 6400  # 102,400 sequences

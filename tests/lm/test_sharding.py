@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from scaling.lm import config as configlib, sharding
+from scaling.lm import config as configlib
+from scaling.lm import sharding
 from scaling.lm import step as step_lib
 from scaling.lm.data import pipeline
 from tests import helpers
