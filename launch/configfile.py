@@ -11,11 +11,11 @@ import os
 import sys
 from typing import Any
 
+from scaling.core.errors import SweepError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class SweepError(ValueError):
-  """A bad sweep config or command line; the message is one line naming the problem and the fix."""
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:

@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from scaling.core.errors import CorruptCheckpoint
+
 log = logging.getLogger(__name__)
 
 
-class CorruptCheckpoint(RuntimeError):
-  pass
 
 
 @jax.jit

@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from scaling.core.errors import UsageError
+
 
 def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run_help: str,
          describe: Callable[..., str], train: Callable[..., dict]) -> int:
@@ -42,8 +44,6 @@ def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run
   return 0 if result["state"] == "done" else 1
 
 
-class UsageError(ValueError):
-  """A bad flag or config file, as one line for `error: ...` (exit code 2)."""
 
 
 def parse_flags(argv: Sequence[str], *, example: str, workdir_help: str, dry_run_help: str):

@@ -44,6 +44,8 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
+from scaling.core.errors import RunDirError
+
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -70,8 +72,6 @@ SUMMARY_KEYS = {
 }
 
 
-class RunDirError(ValueError):
-  """A run directory is missing, malformed, or inconsistent. The message names the file and the fix."""
 
 
 def now_iso() -> str:

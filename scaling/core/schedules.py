@@ -24,13 +24,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scaling.core.errors import ScheduleError
+
 SCHEDULES = ("random", "interleave", "burst", "withhold")
 PURPOSE_SCHEDULE = 21
 BACKGROUND = -1
 
 
-class ScheduleError(ValueError):
-  """Bad task schedule; the message is one line naming the task and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)

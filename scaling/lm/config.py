@@ -12,6 +12,7 @@ from typing import Any
 
 from ml_collections import config_dict
 
+from scaling.core.errors import ConfigError
 from scaling.lm import ladder, sharding
 from scaling.lm import model as transformer
 from scaling.mechanisms import hook as mechanisms
@@ -20,8 +21,6 @@ SCHEDULES = ("cosine", "wsd", "constant")
 DISTRIBUTED_MODES = ("auto", "off", "on")
 
 
-class ConfigError(ValueError):
-  """A bad experiment config. The message is one line naming the key and the fix."""
 
 
 def model_config(config: Any) -> transformer.TransformerConfig:

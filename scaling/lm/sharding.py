@@ -26,6 +26,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from scaling.core.errors import ShardingError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
@@ -41,8 +43,6 @@ PRESETS: dict[str, Rules] = {
 }
 
 
-class ShardingError(ValueError):
-  """Mesh or sharding problem; the message names the config key to change."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scaling.core import hashrng
+from scaling.core.errors import ProbeError
 from scaling.lm import sharding
 from scaling.mechanisms.interference import layer_slice, put_global
 
@@ -233,8 +234,6 @@ def from_config(setup) -> Probes:
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
-class ProbeError(ValueError):
-  """Bad --workdir / --step; one line naming the problem and the fix."""
 
 
 def probe_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from scaling.core import schedules
+from scaling.core.errors import MixtureError
 from scaling.lm.data import sources
 from scaling.lm.data import tasks as tasks_lib
 
@@ -36,8 +37,6 @@ TASK_FIELDS = ("frequency", "schedule", "period")
 EVAL_ROW_LEN = 8  # positions per task-eval row
 
 
-class MixtureError(ValueError):
-  """A bad data config (mixture, tasks or source); one line naming the key and the fix."""
 
 
 def _task_dict(data_cfg) -> dict[str, Any]:

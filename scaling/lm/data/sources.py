@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from scaling.core import hashrng
+from scaling.core.errors import SourceError
 
 PAD, EOD = 0, 1
 N_RESERVED = 2
@@ -34,8 +35,6 @@ PURPOSE_LANGUAGE, PURPOSE_TRAIN, PURPOSE_EVAL, PURPOSE_ENTROPY = 11, 12, 13, 14
 SPLITS = {"train": PURPOSE_TRAIN, "eval": PURPOSE_EVAL, "entropy": PURPOSE_ENTROPY}
 
 
-class SourceError(ValueError):
-  """A bad data-source config; one line naming the key and the fix."""
 
 
 def zipf_weights(n: int, exponent: float) -> np.ndarray:

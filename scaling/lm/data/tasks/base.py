@@ -22,6 +22,7 @@ import hashlib
 import numpy as np
 
 from scaling.core import hashrng
+from scaling.core.errors import TaskError
 from scaling.lm.data.sources import EOD, N_RESERVED
 
 LABEL_POS = 1  # index into `targets` of the LABEL token
@@ -31,8 +32,6 @@ PURPOSE_SYMBOLS, PURPOSE_TASK = 31, 32
 REGISTRY: dict[str, type[PairTask]] = {}
 
 
-class TaskError(ValueError):
-  """A task cannot be built as configured; one line naming the problem and the fix."""
 
 
 def register(cls):

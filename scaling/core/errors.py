@@ -1,0 +1,53 @@
+"""Every error the library raises on purpose. Imports nothing, so any module can use it.
+
+Each message is one line that names the problem and the fix; command lines print it as `error: <message>` and
+exit 2 for bad input (a `ConfigError` or any subclass) or 1 for a run that failed.
+"""
+
+
+class ScalingError(Exception):
+  """Base class: an expected failure with a one-line message (never a bug)."""
+
+
+class ConfigError(ScalingError, ValueError):
+  """A bad experiment config, flag or input file; exit code 2."""
+
+
+class UsageError(ConfigError):
+  """A bad command-line flag or config file."""
+
+
+class ShardingError(ConfigError):
+  """A mesh or sharding problem; the message names the config key to change."""
+
+
+class SourceError(ConfigError):
+  """A bad data-source config or corpus."""
+
+
+class MixtureError(ConfigError):
+  """A bad data mixture (tasks, frequencies, schedules)."""
+
+
+class ScheduleError(ConfigError):
+  """A task schedule that cannot be realised."""
+
+
+class TaskError(ConfigError):
+  """A task that cannot be built as configured."""
+
+
+class ProbeError(ConfigError):
+  """Bad arguments to the probe command line."""
+
+
+class SweepError(ConfigError):
+  """A bad sweep config, command line or sweep folder."""
+
+
+class RunDirError(ScalingError, ValueError):
+  """A run directory that is missing, malformed or inconsistent."""
+
+
+class CorruptCheckpoint(ScalingError, RuntimeError):
+  """A checkpoint step whose restored values do not match what was saved."""
