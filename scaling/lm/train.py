@@ -27,7 +27,7 @@ import numpy as np
 from scaling.core import checkpoint as ckpt_lib
 from scaling.core import cli, distributed, rundir
 from scaling.lm import config as configlib
-from scaling.lm import evaluate
+from scaling.lm import dryrun, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -79,40 +79,6 @@ def stop_signals() -> Iterator[dict]:
   finally:
     for s, h in old.items():
       signal.signal(s, h)
-
-
-def describe(config, n_devices: int, n_processes: int = 1) -> str:
-  """The --dry_run report: sizes, tokens, FLOPs, mesh, per-device batch. Allocates nothing."""
-  from scaling.lm import model as transformer
-  from scaling.lm import sharding
-  from scaling.lm import step as step_lib
-  mc = configlib.model_config(config)
-  counts = transformer.param_counts(mc)
-  _, abs_params, _ = step_lib.abstract_model(mc, config.seed)
-  tree_total = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abs_params))
-  if tree_total != counts["total"]:
-    raise AssertionError(f"parameter tree has {tree_total} parameters, formula says {counts['total']}")
-  t = config.train
-  data, fsdp, tensor = sharding.resolve_mesh_shape(config.mesh, n_devices)
-  tokens = t.steps * t.batch_size * config.data.seq_len
-  fpt = transformer.flops_per_token(mc, config.data.seq_len)
-  lines = [
-      f"model       size={config.model.size} d_model={mc.d_model} n_layers={mc.n_layers} n_heads={mc.n_heads} "
-      f"d_ff={mc.d_ff} vocab={mc.vocab_size} tied={mc.tie_embeddings} dtype={mc.dtype}",
-      f"parameters  total={counts['total']:,} non_embedding={counts['non_embedding']:,} "
-      f"(checked against the parameter tree)",
-      f"memory      params+adam ~{tree_total * 12 / 2**30:.2f} GiB fp32 in total",
-      f"training    steps={t.steps:,} batch={t.batch_size} seq_len={config.data.seq_len} tokens={tokens:,} "
-      f"({tokens / max(counts['non_embedding'], 1):.1f} tokens/param)",
-      f"compute     flops/token={fpt:.4g} total_flops={fpt * tokens:.4g}",
-      f"optimizer   lr={t.learning_rate:.4g} warmup={t.warmup_steps} schedule={t.schedule} "
-      f"grad_accum={t.grad_accum}",
-      f"mesh        data={data} fsdp={fsdp} tensor={tensor} ({n_devices} devices, {n_processes} processes) "
-      f"preset={config.sharding.preset}",
-      f"batch       per_device={t.batch_size // (data * fsdp)} per_process={t.batch_size // n_processes} "
-      f"microbatch={t.batch_size // (data * fsdp) // t.grad_accum}",
-  ]
-  return "\n".join(lines)
 
 
 def _check_resume(run: rundir.RunDir, config_dict: dict) -> None:
@@ -308,15 +274,8 @@ def _tensorboard(config, run: rundir.RunDir):
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
-def _dry_run(config) -> str:
-  config = configlib.resolve(config)
-  distributed.initialize(config.distributed)
-  configlib.validate(config, jax.device_count(), jax.process_count())
-  return describe(config, jax.device_count(), jax.process_count())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-  return cli.main(argv, example="configs/lm.py:size=1M", describe=_dry_run, train=train,
+  return cli.main(argv, example="configs/lm.py:size=1M", describe=dryrun.dry_run, train=train,
                   workdir_help="Run directory (created; resumed if it holds a run).",
                   dry_run_help="Print sizes, tokens, FLOPs, mesh and batch layout, then exit.")
 
