@@ -34,6 +34,7 @@ def measure(size: str, batch: int, seq_len: int, instances: int, reps: int) -> d
 
   from configs import lm
   from scaling.lm import config as configlib
+  from scaling.lm import losses
   from scaling.lm import step as step_lib
   from scaling.lm.data import mixture, pipeline
   from scaling.mechanisms import interference
@@ -73,7 +74,7 @@ def measure(size: str, batch: int, seq_len: int, instances: int, reps: int) -> d
 
     def loss(q, m):
       logits = nnx.merge(setup.graphdef, q)(b["inputs"])
-      return jnp.sum(step_lib.token_losses(logits, b["targets"]) * b["weights"] * m) / denom
+      return jnp.sum(losses.token_losses(logits, b["targets"]) * b["weights"] * m) / denom
 
     return [jax.grad(loss)(p, m.astype(jnp.float32))["blocks"]["mlp"] for m in masks]
 

@@ -31,15 +31,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from configs import toy as toy_configs  # noqa: E402
-from scaling.toy import train as toy_train  # noqa: E402
+from scaling.toy import config as toy_config
+from scaling.toy import program as toy_program
 
 
 def _program(config):
-  config = toy_train._resolve(config)  # noqa: SLF001 - the benchmark drives the trainer's own pieces
-  mems = toy_train.members(config)
-  datas = [toy_train._toy_data(config, m.beta) for m in mems]  # noqa: SLF001
-  prog = toy_train.Program(config, datas, [m.seed for m in mems])
-  batches = toy_train._Batches(config, datas, [m.seed for m in mems], None)  # noqa: SLF001
+  config = toy_config.resolve(config)
+  mems = toy_config.members(config)
+  datas = [toy_config.toy_data(config, m.beta) for m in mems]
+  prog = toy_program.Program(config, datas, [m.seed for m in mems])
+  batches = toy_program.Batches(config, datas, [m.seed for m in mems])
   state = prog.init(prog.keys([m.seed for m in mems]))
   return prog, batches, state
 

@@ -7,10 +7,10 @@ Usage (any field can be overridden with --config.<key>=<value>):
   python -m scaling.train --config=configs/lm.py:size=200K --config.train.steps=300 --workdir=runs/a
   python -m scaling.train --config=configs/lm.py:size=1M --config.data.tasks.cmp.frequency=10 --workdir=runs/c
 
-The config arg is a comma-separated list of key=value presets: `size` (a ladder name from configs/models.py).
+The config arg is a comma-separated list of key=value presets: `size` (a ladder name from scaling/lm/ladder.py).
 
-Fields left as None are filled when the config is resolved (scaling/configlib.py): model dims from the ladder entry
-`model.size`; batch size, steps, learning rate and warmup from `configs.models.run_settings` at that size. The
+Fields left as None are filled when the config is resolved (scaling/lm/config.py): model dims from the ladder entry
+`model.size`; batch size, steps, learning rate and warmup from `scaling.lm.ladder.run_settings` at that size. The
 resolved config is what config.json records.
 """
 
@@ -18,31 +18,23 @@ from __future__ import annotations
 
 from ml_collections import config_dict
 
+from scaling.core.configtools import parse_arg
+from scaling.lm.data import sources
+from scaling.mechanisms import settings as mechanism_settings
+
 placeholder = config_dict.placeholder
-
-
-def parse_arg(arg: str) -> dict[str, str]:
-  out = {}
-  for item in filter(None, (arg or "").split(",")):
-    if "=" not in item:
-      raise ValueError(f"config arg {item!r} is not key=value (example: configs/lm.py:size=1M)")
-    k, v = item.split("=", 1)
-    out[k.strip()] = v.strip()
-  return out
+PRESETS = {"size": "1M"}  # the `:arg` presets and their defaults
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
-  opts = parse_arg(arg)
-  unknown = set(opts) - {"size"}
-  if unknown:
-    raise ValueError(f"unknown configs/lm.py preset(s) {sorted(unknown)}; known: size")
+  opts = parse_arg(arg, PRESETS, "configs/lm.py:size=1M")
   c = config_dict.ConfigDict()
   c.experiment = "lm"
   c.seed = 0
 
   # ---- model: dims None -> taken from the ladder entry `size`.
   c.model = config_dict.ConfigDict()
-  c.model.size = opts.get("size", "1M")
+  c.model.size = opts["size"]
   c.model.d_model = placeholder(int)
   c.model.n_layers = placeholder(int)
   c.model.n_heads = placeholder(int)
@@ -59,7 +51,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.model.remat = "none"  # none | full | dots
   c.model.attention_impl = placeholder(str)  # None (XLA) | "cudnn"
 
-  # ---- data: a background corpus with injected rare tasks (scaling/data; batch format in pipeline.py).
+  # ---- data: a background corpus with injected rare tasks (scaling/lm/data; batch format in pipeline.py).
   c.data = config_dict.ConfigDict()
   c.data.source = "synthetic"  # synthetic | local_text | tfds
   # 2 reserved ids (PAD, EOD) + 1022 content tokens: room for the tasks' two disjoint 100-symbol sets (each ~10%
@@ -72,7 +64,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.data.synthetic.noise = 0.1  # probability a chain token is drawn from the unigram instead
   # Difficulty levels, as weights of the regime each row (document) draws: i.i.d. unigram, first-order chain,
   # second-order chain (vocab² contexts: more than a small model can hold), copy of a motif (induction).
-  c.data.synthetic.regimes = config_dict.ConfigDict({"unigram": 0.1, "markov1": 0.4, "markov2": 0.3, "copy": 0.2})
+  c.data.synthetic.regimes = config_dict.ConfigDict(sources.DEFAULT_REGIMES)
   c.data.synthetic.copy_min_period = 8  # copy rows repeat a motif of a period drawn uniformly in [min, max]
   c.data.synthetic.copy_max_period = 32
   c.data.synthetic.copy_noise = 0.05  # probability a repeated token is a unigram draw instead
@@ -85,9 +77,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.data.tfds.eval_split = "validation"  # e.g. "train[99%:]" when there is no validation split
   c.data.tfds.feature = "text"  # the text feature (byte-tokenized)
   c.data.tfds.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
-  # Injected tasks (scaling/data/tasks): frequency = mean instances per batch (0.1 = one every 10 batches; 0 =
+  # Injected tasks (scaling/lm/data/tasks): frequency = mean instances per batch (0.1 = one every 10 batches; 0 =
   # off); schedule random | interleave | burst | withhold; period = batches per injection for burst / withhold
-  # (e.g. Fig 6b "N every N batches": frequency=1, schedule=burst, period=N). scaling/data/schedules.py.
+  # (e.g. Fig 6b "N every N batches": frequency=1, schedule=burst, period=N). scaling/core/schedules.py.
   c.data.tasks = config_dict.ConfigDict()
   for name in ("cmp", "add"):
     c.data.tasks[name] = config_dict.ConfigDict({"frequency": 0.0, "schedule": "random", "period": 1})
@@ -97,14 +89,14 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.data.prefetch_threads = 2
   c.data.eval_sequences = 256  # held-out background sequences evaluated at each eval step
 
-  # ---- training: None -> configs.models.run_settings at this size.
+  # ---- training: None -> scaling.lm.ladder.run_settings at this size.
   c.train = config_dict.ConfigDict()
   c.train.steps = placeholder(int)
   c.train.batch_size = placeholder(int)  # global sequences per optimizer step
   c.train.learning_rate = placeholder(float)
   c.train.warmup_steps = placeholder(int)
   c.train.tokens_per_param = 20.0  # used only for the default `steps`
-  c.train.schedule = "cosine"  # cosine | wsd | constant
+  c.train.schedule = "cosine"  # scaling/core/optim.py SCHEDULES: cosine | wsd | constant
   c.train.min_lr_ratio = 0.1  # final LR / peak LR
   c.train.decay_fraction = 0.2  # wsd: fraction of steps spent decaying
   c.train.weight_decay = 0.1
@@ -115,24 +107,13 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.train.grad_clip = 1.0  # global-norm clip; 0 disables
   c.train.grad_accum = 1  # microbatches per step
   c.train.z_loss = 0.0
+  c.train.divergence_factor = 10.0  # stop as diverged when a batch loss exceeds this x the first step's (0: off)
   c.train.log_every = 10
   c.train.eval_every = 100
 
-  # ---- mechanism measurements during training (scaling/mechanisms.py; paper Figs 7-9). Off by default except
-  # retention, which only acts on burst/withhold tasks.
-  c.mechanisms = config_dict.ConfigDict()
-  c.mechanisms.interference_every = 0  # gradient interference every N steps (0: not periodically)
-  c.mechanisms.interference_at_injections = False  # also at each injection step of a burst/withhold task
-  c.mechanisms.interference_top_k = 64  # first-layer MLP neurons compared (top by |g_r|)
-  c.mechanisms.interference_rank_by = "task"  # rank neurons by |g_r| ("task") or |g| ("batch")
-  c.mechanisms.interference_task_instances = 0  # train instances in g_r (0: all 5000)
-  c.mechanisms.interference_chunk = 1024  # instance rows per chunk of the g_r pass (memory)
-  c.mechanisms.probe_every = 0  # representation probes every N steps (0: off; = train.eval_every: at evals)
-  c.mechanisms.probe_contexts = 10  # probe rows per symbol and position
-  c.mechanisms.probe_pcs = 50  # principal components for the T_CMP order probe
-  c.mechanisms.probe_fourier_threshold = 3.0  # T_ADD mode present above this x the uniform power share (1/50)
-  c.mechanisms.retention = True  # per-injection gain/decay for burst/withhold tasks with period >= 2
-  c.mechanisms.retention_eval_limit = 1000  # test instances in the retention loss (0: all)
+  # ---- mechanism measurements during training (scaling/mechanisms/settings.py lists every key, its default and
+  # meaning; paper Figs 7-9). Off by default except retention, which only acts on burst/withhold tasks.
+  c.mechanisms = config_dict.ConfigDict(mechanism_settings.DEFAULTS)
 
   c.checkpoint = config_dict.ConfigDict()
   c.checkpoint.every = 100

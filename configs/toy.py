@@ -9,60 +9,42 @@ The arg is a comma-separated list of preset names and key=value items: `paper` (
 Python tuple or list literal: --config.toy.betas="(0.5, 1.0)" (a bare number becomes a 1-tuple).
 
 One invocation trains every member (β in toy.betas) × (seed in toy.seeds) at one width as one program; each
-member gets its own run dir under --workdir (scaling/toy_train.py). Empty toy.betas / toy.seeds mean the single
+member gets its own run dir under --workdir (scaling/toy/train.py). Empty toy.betas / toy.seeds mean the single
 value toy.beta / seed.
 
 Why `fast` differs from the paper: the paper trains 100K steps with Adam and fresh samples (batch and LR not
-given). `fast` trains 2000 steps of 256 samples at peak LR 3e-3, with zero-initialised decoders whose LR shrinks
-as 64/N above width 64; the Fig-2 sweep (configs/sweeps/toy_fig2.py, 7 widths x 12 members) takes ~19 min on a
-2-core CPU. Retained features (‖P_U b‖² > 0.5) agree with Theorem 3's top-N set on 96.8% of all (width, β, seed,
-task, feature) cells: >= 98.4% up to width 64 at every β, falling to 94%/93%/87%/76% at width 512 for
-β = 0.5/1/1.5/2, where the low-utility features of the top-512 set are still being learned (width 64, β=1: 98.7%
-after 1000 steps, 99.5% after 2000, 99.8% after 4000). What the settings avoid: at LR 1e-2 an Adam step moves an
-encoder entry (~1/sqrt(d) = 0.03) by a third and β=2 diverges mid-training (normalised loss ~450 on the rarest
-task); decoders initialised at the fan-in scale start rare tasks at ~20x the zero predictor's loss; without the
-64/N decoder LR, a task seen once every few batches drifts by ~lr·sqrt(N) per appearance and reaches normalised
-loss ~100 at width 512, β=2. Use `paper` for the paper's step count.
+given); `fast` trains 2000 steps of 256 samples at peak LR 3e-3, with zero-initialised decoders whose LR shrinks as
+64/N above width 64. What the settings avoid: at LR 1e-2 an Adam step moves an encoder entry (~1/sqrt(d)) by a
+third; decoders initialised at the fan-in scale start rare tasks far above the zero predictor's loss; without the
+64/N decoder LR a task seen once every few batches drifts by ~lr·sqrt(N) per appearance. How well `fast` agrees
+with Theorem 3, and what the Fig-2 sweep costs, is measured in README.md ("The toy"). Use `paper` for the paper's
+step count.
 """
 
 from __future__ import annotations
 
 from ml_collections import config_dict
 
-PRESETS = ("fast", "paper")
+from scaling.core.configtools import parse_arg
 
-
-def parse_arg(arg: str) -> tuple[str, dict[str, str]]:
-  preset, opts = "fast", {}
-  for item in filter(None, (s.strip() for s in (arg or "").split(","))):
-    if "=" in item:
-      k, v = item.split("=", 1)
-      opts[k.strip()] = v.strip()
-    elif item in PRESETS:
-      preset = item
-    else:
-      raise ValueError(f"configs/toy.py: unknown preset {item!r}; known: {', '.join(PRESETS)} "
-                       "(and width=N), e.g. configs/toy.py:paper,width=64")
-  unknown = set(opts) - {"width"}
-  if unknown:
-    raise ValueError(f"configs/toy.py: unknown option(s) {sorted(unknown)}; known: width")
-  return preset, opts
+PRESETS = {"fast": False, "paper": False, "width": 64}  # the `:arg` presets and their defaults
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
-  preset, opts = parse_arg(arg)
+  opts = parse_arg(arg, PRESETS, "configs/toy.py:paper,width=64")
+  preset = "paper" if opts["paper"] else "fast"
   c = config_dict.ConfigDict()
   c.experiment = "toy"
   c.seed = 0  # the single member's seed when toy.seeds is empty
 
-  # ---- the task family (scaling/data/tasks/toy.py) and the members trained together.
+  # ---- the task family (scaling/toy/data.py) and the members trained together.
   c.toy = config_dict.ConfigDict()
-  c.toy.width = int(opts.get("width", 64))  # encoder width N (one program per width)
+  c.toy.width = opts["width"]  # encoder width N (one program per width)
   c.toy.K = 32  # tasks
   c.toy.r = 32  # features per task; d = K*r
   c.toy.alpha = 2.0  # spectral decay λ_{k,j} ∝ j^-α
   c.toy.alphas = ()  # per-task α (length K) for the complexity sweep; empty: toy.alpha for every task
-  c.toy.lam_norm = "first"  # λ_{k,1} = 1 ("first") or Tr(C_k) = 1 ("trace"); see scaling/toy_theory.py
+  c.toy.lam_norm = "first"  # λ_{k,1} = 1 ("first") or Tr(C_k) = 1 ("trace"); see scaling/toy/theory.py
   c.toy.beta = 1.0  # frequency exponent π_k ∝ k^-β of the single member when toy.betas is empty
   c.toy.betas = (0.5, 1.0, 1.5, 2.0)  # members: every β here ...
   c.toy.seeds = (0, 1, 2)  # ... times every seed here (init, task placement and inputs)
@@ -91,15 +73,18 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.train.lr_mult_encoder = 1.0  # learning rate of U (or W) = learning_rate * lr_mult_encoder
   c.train.lr_mult_decoder = 1.0  # learning rate of D = learning_rate * lr_mult_decoder * min(1, ref / width)
   c.train.decoder_lr_ref_width = 64  # ref above; 0: the decoders' LR does not depend on the width
-  c.train.schedule = "cosine"  # cosine | wsd | constant (scaling/optim.py)
+  c.train.schedule = "cosine"  # cosine | wsd | constant (scaling/core/optim.py)
   c.train.min_lr_ratio = 0.0
   c.train.decay_fraction = 0.2  # wsd only
   c.train.weight_decay = 0.0
-  c.train.decay_embeddings = False  # unused by the toy (no embeddings); kept for scaling/optim.py
+  c.train.decay_embeddings = False  # unused by the toy (no embeddings); kept for scaling/core/optim.py
   c.train.b1 = 0.9
   c.train.b2 = 0.999
   c.train.eps = 1e-8
   c.train.grad_clip = 0.0
+  # Stop as diverged when a batch loss exceeds this x the first step's (0: off). Injection batches of the
+  # "expected" loss average carry many extra rows, so the margin is wide; non-finite values always stop a run.
+  c.train.divergence_factor = 100.0
   c.train.loss_average = "batch"  # batch: mean over this batch's rows | expected: / expected rows per batch
   c.train.steps_per_call = 50  # steps per compiled call (lax.scan), cut to divide every cadence below
   c.train.log_every = 50

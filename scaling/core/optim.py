@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+SCHEDULES = ("cosine", "wsd", "constant")
+
 
 def lr_schedule(t: Any) -> optax.Schedule:
   peak, steps, warmup = float(t.learning_rate), int(t.steps), int(t.warmup_steps)
@@ -30,7 +32,7 @@ def lr_schedule(t: Any) -> optax.Schedule:
   elif t.schedule == "constant":
     after = optax.constant_schedule(peak)
   else:
-    raise ValueError(f"train.schedule={t.schedule!r} is not one of cosine, wsd, constant")
+    raise ValueError(f"train.schedule={t.schedule!r} is not one of {SCHEDULES}")
   return optax.join_schedules([warm, after], [warmup]) if warmup > 0 else after
 
 

@@ -12,15 +12,14 @@ from typing import Any
 
 from ml_collections import config_dict
 
+from scaling.core import optim
 from scaling.core.errors import ConfigError
 from scaling.lm import ladder, sharding
 from scaling.lm import model as transformer
-from scaling.mechanisms import hook as mechanisms
+from scaling.lm.data import mixture
+from scaling.mechanisms import settings as mechanisms
 
-SCHEDULES = ("cosine", "wsd", "constant")
 DISTRIBUTED_MODES = ("auto", "off", "on")
-
-
 
 
 def model_config(config: Any) -> transformer.TransformerConfig:
@@ -89,13 +88,14 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
   _positive(t.warmup_steps, "train.warmup_steps", allow_zero=True)
   if t.warmup_steps > t.steps:
     raise ConfigError(f"train.warmup_steps={t.warmup_steps} exceeds train.steps={t.steps}; lower the warmup")
-  if t.schedule not in SCHEDULES:
-    raise ConfigError(f"train.schedule={t.schedule!r} is not one of {SCHEDULES}")
+  if t.schedule not in optim.SCHEDULES:
+    raise ConfigError(f"train.schedule={t.schedule!r} is not one of {optim.SCHEDULES}")
   if not 0 <= t.min_lr_ratio <= 1:
     raise ConfigError(f"train.min_lr_ratio={t.min_lr_ratio} must be in [0, 1]")
   if t.schedule == "wsd" and not 0 < t.decay_fraction <= 1:
     raise ConfigError(f"train.decay_fraction={t.decay_fraction} must be in (0, 1] for the wsd schedule")
   _positive(t.grad_clip, "train.grad_clip", allow_zero=True)
+  _positive(t.get("divergence_factor", 0.0), "train.divergence_factor", allow_zero=True)
   _positive(t.weight_decay, "train.weight_decay", allow_zero=True)
   _positive(t.grad_accum, "train.grad_accum")
   _positive(t.log_every, "train.log_every")
@@ -127,16 +127,17 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
 
 
 def _check_data(c) -> None:
-  """Source, tasks and mixture (scaling/data/mixture.py), as one-line ConfigErrors."""
-  from scaling.lm.data import mixture  # noqa: PLC0415
+  """Source, tasks and mixture (scaling/lm/data/mixture.py), as one-line ConfigErrors."""
   try:
     mixture.validate_config(c)
+  except ConfigError:
+    raise
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
 
 def summary(c: config_dict.ConfigDict) -> dict:
-  """The run-dir summary (scaling/rundir.py SUMMARY_KEYS) of a resolved config."""
+  """The run-dir summary (scaling/core/rundir.py SUMMARY_KEYS) of a resolved config."""
   mc = model_config(c)
   counts = transformer.param_counts(mc)
   return {
@@ -154,5 +155,4 @@ def summary(c: config_dict.ConfigDict) -> dict:
 
 
 def _task_summary(c) -> dict:
-  from scaling.lm.data import mixture  # noqa: PLC0415
   return mixture.Mixture.from_config(c).summary()

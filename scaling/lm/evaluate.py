@@ -19,11 +19,12 @@ import math
 import jax
 import numpy as np
 
+from scaling.core.loop import Callback
 from scaling.lm.data import pipeline
 
 
 def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-  """Pads rows up to `size` with zero-weight copies of row 0 (they add nothing to any sum)."""
+  """Pads rows up to `size` with zero-weight copies of row 0 (they add nothing to any weighted sum)."""
   n = next(iter(batch.values())).shape[0]
   if n == size:
     return batch
@@ -34,6 +35,18 @@ def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
       filler = np.zeros_like(filler)
     out[k] = np.concatenate([v, filler], axis=0)
   return out
+
+
+class Eval(Callback):
+  """eval/<set>/* on fixed held-out sets every `every` steps, at step 0 of a fresh run and at the last step."""
+
+  at_start = True
+
+  def __init__(self, setup, eval_sets: dict[str, list[dict[str, np.ndarray]]], every: int):
+    self.setup, self.sets, self.every = setup, eval_sets, int(every)
+
+  def __call__(self, loop, step: int) -> dict[str, float]:
+    return evaluate(self.setup, loop.state["params"], self.sets)
 
 
 def evaluate(setup, params, eval_sets: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:

@@ -20,8 +20,8 @@ from jax.sharding import Mesh, NamedSharding
 
 from scaling.core import optim
 from scaling.lm import config as configlib
+from scaling.lm import losses, sharding
 from scaling.lm import model as transformer
-from scaling.lm import sharding
 
 
 @dataclasses.dataclass
@@ -54,10 +54,6 @@ def abstract_model(model_cfg: transformer.TransformerConfig, seed: int = 0):
   abs_model = nnx.eval_shape(lambda: transformer.Transformer(model_cfg, nnx.Rngs(params=seed)))
   graphdef, abs_state = nnx.split(abs_model, nnx.Param)
   return graphdef, abs_state.to_pure_dict(), sharding.logical_names_tree(abs_state)
-
-
-def token_losses(logits_BxLxV, targets_BxL):
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
 
 
 def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
@@ -93,11 +89,8 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
     model = nnx.merge(graphdef, params)
     logits_BxLxV = model(batch["inputs"])
     w_BxL = batch["weights"].astype(jnp.float32)
-    ce_sum = jnp.sum(token_losses(logits_BxLxV, batch["targets"]) * w_BxL)
-    total = ce_sum
-    if t.z_loss:
-      total = total + t.z_loss * jnp.sum(jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2 * w_BxL)
-    return total, (ce_sum, jnp.sum(w_BxL))
+    obj_BxL, ce_BxL = losses.token_objective(logits_BxLxV, batch["targets"], t.z_loss)
+    return jnp.sum(obj_BxL * w_BxL), (jnp.sum(ce_BxL * w_BxL), jnp.sum(w_BxL))
 
   grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
   accum = int(t.grad_accum)
@@ -133,7 +126,7 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
     with sharding.use_rules(rules, mesh):
       logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
       w_BxL = batch["weights"].astype(jnp.float32)
-      ce_BxL = token_losses(logits_BxLxV, batch["targets"])
+      ce_BxL = losses.token_losses(logits_BxLxV, batch["targets"])
       correct_BxL = (jnp.argmax(logits_BxLxV, -1) == batch["targets"]).astype(jnp.float32)
       return {"loss_sum": jnp.sum(ce_BxL * w_BxL, -1), "weight_sum": jnp.sum(w_BxL, -1),
               "correct_sum": jnp.sum(correct_BxL * w_BxL, -1)}

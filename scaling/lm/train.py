@@ -1,8 +1,10 @@
-"""The trainer: `python -m scaling.train --config=configs/lm.py:size=1M --workdir=runs/x [--dry_run]`.
+"""The language-model trainer: `python -m scaling.train --config=configs/lm.py:size=1M --workdir=runs/x [--dry_run]`.
 
-One loop for every size and mesh. It writes the run-dir contract (scaling/rundir.py), checkpoints the train state
-together with the data-iterator state (scaling/checkpoint.py), and resumes automatically from the newest good
-checkpoint in `--workdir`, bit-identically: metrics.jsonl after a kill-and-restart equals an unbroken run's.
+A thin user of the one training loop (scaling/core/loop.py): it builds the sharded step (scaling/lm/step.py) and
+the data stream (scaling/lm/data/pipeline.py), and hands the loop its callbacks: training-metric windows,
+throughput, held-out evaluation, the mechanism measurements, TensorBoard. It writes the run-dir contract
+(scaling/core/rundir.py) and resumes from the newest good checkpoint in `--workdir`, bit-identically: metrics.jsonl
+after a kill-and-restart equals an unbroken run's.
 
 Exit codes: 0 done (or already done), 1 failed (status.json says why), 2 bad config or flags, 130 stopped by
 SIGINT/SIGTERM after saving a checkpoint (rerun the same command to resume; SLURM requeue does this).
@@ -10,27 +12,25 @@ SIGINT/SIGTERM after saving a checkpoint (rerun the same command to resume; SLUR
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
-import signal
 import sys
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
-import numpy as np
 
+from scaling.core import callbacks as core_callbacks
 from scaling.core import checkpoint as ckpt_lib
-from scaling.core import cli, distributed, rundir
+from scaling.core import cli, distributed, resume, rundir
+from scaling.core.loop import Loop, RunDirs
 from scaling.lm import config as configlib
 from scaling.lm import dryrun, evaluate
+from scaling.lm import step as step_lib
+from scaling.lm.data import mixture, pipeline
+from scaling.mechanisms import callbacks as mechanism_callbacks
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT = "lm"
 # Keys that may differ between a run's stored config and the command resuming it: they do not change the math
 # (mechanisms only measure; mesh/sharding changes reshard on restore).
 RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mechanisms.", "data.worker_count",
@@ -40,64 +40,50 @@ RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mecha
 CPU_MAX_STEPS_BETWEEN_SYNCS = 16
 
 
-class StopRequested(Exception):
-  pass
+class LMProgram:
+  """One update per call of the jitted train step, on batches from the data iterator."""
+
+  metric_ndim = 0
+
+  def __init__(self, setup: step_lib.TrainSetup, data_iter: pipeline.BatchIterator, tokens_per_step: int):
+    self.setup, self.data_iter, self.tokens_per_step = setup, data_iter, tokens_per_step
+
+  def advance(self, state, start: int, stop: int):
+    metrics = []
+    for _ in range(start, stop):
+      state, m = self.setup.train_step(state, self.setup.place_batch(next(self.data_iter)))
+      metrics.append(m)
+    return state, metrics
+
+  def data_state(self) -> dict:
+    return self.data_iter.get_state()
+
+  def tokens(self, step: int) -> int:
+    return step * self.tokens_per_step
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(flatten(v, key + "."))
-    else:
-      out[key] = v
+def callbacks(config, setup, run: rundir.RunDir, lead: bool) -> list:
+  """What runs at which steps: windows of train metrics, throughput, evals, mechanisms, TensorBoard."""
+  t = config.train
+  summary = configlib.summary(config)
+  out = [
+      core_callbacks.TrainLog(t.log_every, counts=mixture.RealizedCounts(config).record),
+      core_callbacks.Throughput(t.log_every, [run], lambda _: summary["tokens_per_step"], "tokens",
+                                summary["flops_per_token"]),
+  ]
+  if t.eval_every:
+    out.append(evaluate.Eval(setup, evaluate.default_eval_sets(config), t.eval_every))
+  out.extend(mechanism_callbacks.build(config, setup))
+  if config.tensorboard and lead:
+    out.append(core_callbacks.TensorBoard(run.path))
   return out
 
 
-def config_changes(old: dict, new: dict) -> list[str]:
-  a, b = flatten(old), flatten(new)
-  return sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>"))
+def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+  """Trains (or resumes) one run; returns the final status dict. Raises ConfigError before any compute.
 
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[dict]:
-  """SIGINT/SIGTERM set a flag checked between steps (a second SIGINT interrupts at once)."""
-  flag = {"signal": None}
-  if threading.current_thread() is not threading.main_thread():
-    yield flag
-    return
-
-  def handler(signum, _frame):
-    if flag["signal"] is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    flag["signal"] = signal.Signals(signum).name
-
-  old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-  try:
-    yield flag
-  finally:
-    for s, h in old.items():
-      signal.signal(s, h)
-
-
-def _check_resume(run: rundir.RunDir, config_dict: dict) -> None:
-  if not os.path.exists(run.file(rundir.CONFIG_FILE)):
-    return
-  old = run.read_config()["config"]
-  changed = config_changes(old, config_dict)
-  blocking = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
-  if blocking:
-    a, b = flatten(old), flatten(config_dict)
-    diff = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in blocking[:4])
-    raise configlib.ConfigError(f"--workdir {run.path} holds a run with a different config ({diff}); "
-                                "use a new --workdir or the original config")
-  if changed:
-    log.warning("resuming with changed settings: %s", ", ".join(changed))
-
-
-def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, progress: bool = True) -> dict:
-  """Trains (or resumes) one run; returns the final status dict. Raises ConfigError before any compute."""
+  stop_after: stop (as if by SIGTERM, checkpoint saved) once this many steps ran in this call (tests)."""
   config = configlib.resolve(config)
   distributed.initialize(config.distributed)
   devices = list(devices) if devices is not None else jax.devices()
@@ -106,174 +92,37 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
   t = config.train
   run = rundir.RunDir(workdir)
   cfg_dict = config.to_dict()
-  _check_resume(run, cfg_dict)
-  status = run.read_status()
-  if status and status["state"] == "done" and status["step"] >= t.steps:
-    msg = f"run in {run.path} already finished at step {status['step']}; nothing to do (use a new --workdir)"
-    print(msg)
-    return status
+  changed = resume.check_config(run, cfg_dict, RESUMABLE_CHANGES)
+  if changed:
+    log.warning("resuming with changed settings: %s", ", ".join(changed))
+  if done := resume.finished(run, t.steps):
+    print(f"run in {run.path} already finished at step {done['step']}; nothing to do (use a new --workdir)")
+    return done
 
-  from scaling.lm import sharding  # noqa: PLC0415
-  from scaling.lm import step as step_lib  # noqa: PLC0415 - keep `--help`/config errors fast
-  from scaling.lm.data import mixture, pipeline
-  try:
-    setup = step_lib.build(config, devices)
-  except sharding.ShardingError as e:
-    raise configlib.ConfigError(str(e)) from None
+  setup = step_lib.build(config, devices)
   ckpt = ckpt_lib.Checkpointer(run.checkpoint_dir, config.checkpoint.every, config.checkpoint.keep,
                                config.checkpoint.async_save)
-  restored = ckpt.restore_latest(setup.abstract_state)
+  restored = resume.restore(ckpt, setup.abstract_state)
   data_iter = pipeline.make_train_iterator(config, pidx, pcount)
-  if restored:
-    start, state, data_state = restored
-    data_iter.set_state(data_state)
-    log.info("resumed from step %d", start)
-  else:
-    start, state = 0, setup.init()
   lead = pidx == 0
-  if lead:
-    run.write_config("lm", cfg_dict, configlib.summary(config))
-    run.truncate_metrics(start if restored else -1)
-    run.truncate_metrics(start if restored else -1, name=rundir.PERF_FILE)
-    run.write_status("running", start, t.steps)
-  eval_sets = evaluate.default_eval_sets(config) if t.eval_every else {}
-  # ---- mechanisms hook (scaling/mechanisms.py): interference, probes, retention; None when all are off. -------
-  from scaling.mechanisms import hook as mechanisms  # noqa: PLC0415
-  mech = mechanisms.Mechanisms.create(config, setup, run, start)
-  # ---------------------------------------------------------------------------------------------------------
-  task_counts = mixture.RealizedCounts(config)  # data/<task>/count in log records (pure function of the step)
-  tb = _tensorboard(config, run) if lead else None
-  tokens_per_step = t.batch_size * config.data.seq_len
-  flops_per_token = configlib.summary(config)["flops_per_token"]
+  program = LMProgram(setup, data_iter, t.batch_size * config.data.seq_len)
   cpu = devices[0].platform == "cpu"
-  sync_every = min(t.log_every, CPU_MAX_STEPS_BETWEEN_SYNCS) if cpu else t.log_every
-
-  def write(record: dict, perf: dict | None = None) -> None:
-    if lead:
-      run.append_metrics([record])
-      if perf:
-        run.append_metrics([perf], name=rundir.PERF_FILE)
-      if tb is not None:
-        for k, v in record.items():
-          if k not in ("step", "tokens") and isinstance(v, (int, float)):
-            tb.add_scalar(k, v, record["step"])
-
-  if start == 0 and t.eval_every:
-    write({"step": 0, "tokens": 0, **evaluate.evaluate(setup, state["params"], eval_sets)})
-
-  pending: list[dict] = []  # device metrics of steps not yet synced
-  window: list[dict] = []  # host metrics since the last log record
-  step = start
-  t_last, step_last = time.perf_counter(), start
-  bar = _progress(progress and lead, start, t.steps)
-  final_state = "done"
-  reason = None
-  try:
-    with stop_signals() as stop:
-      while step < t.steps:
-        batch = setup.place_batch(next(data_iter))
-        state, metrics = setup.train_step(state, batch)
-        step += 1
-        pending.append(metrics)
-        is_log = step % t.log_every == 0 or step == t.steps
-        is_eval = bool(t.eval_every) and (step % t.eval_every == 0 or step == t.steps)
-        is_ckpt = ckpt.should_save(step, final=step == t.steps)
-        # ---- mechanisms hook: {} unless a measurement is due at this step; a non-empty dict forces a record. ---
-        extra = mech.measure(state, step) if mech is not None else {}
-        # -------------------------------------------------------------------------------------------------------
-        if not (is_log or is_eval or is_ckpt or extra or step % sync_every == 0 or stop["signal"]):
-          continue
-        values = jax.device_get(pending)
-        first = step - len(values) + 1
-        pending = []
-        bad = [first + i for i, v in enumerate(values) if not math.isfinite(float(v["loss"]))]
-        if bad:
-          final_state = "failed"
-          reason = (f"non-finite training loss at step {bad[0]}; lower train.learning_rate, raise "
-                    "train.warmup_steps or check the data")
-          step = bad[0]
-          break
-        window.extend(values)
-        bar.update(len(values))
-        record = None
-        if is_log or is_eval or extra:  # extra: mechanisms hook
-          record = {"step": step, "tokens": step * tokens_per_step}
-        perf = None
-        if is_log:
-          record.update({
-              "train/loss": float(np.mean([float(v["loss"]) for v in window])),
-              "train/grad_norm": float(np.mean([float(v["grad_norm"]) for v in window])),
-              "train/lr": float(window[-1]["lr"]),
-          })
-          record.update(task_counts.record(step))
-          now = time.perf_counter()
-          steps_per_s = (step - step_last) / max(now - t_last, 1e-9)
-          perf = {"step": step, "seconds": now - t_last, "steps_per_s": steps_per_s,
-                  "tokens_per_s": steps_per_s * tokens_per_step,
-                  "model_flops_per_s": steps_per_s * tokens_per_step * flops_per_token}
-          t_last, step_last = now, step
-          bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{perf['tokens_per_s']:,.0f}")
-          window = []
-        if is_eval:
-          record.update(evaluate.evaluate(setup, state["params"], eval_sets))
-        if extra:  # mechanisms hook
-          record.update(extra)
-        if record:
-          write(record, perf)
-        if is_ckpt or stop["signal"]:
-          ckpt.save(step, state, data_iter.get_state())
-        if lead and is_log:
-          run.write_status("running", step, t.steps)
-        if stop["signal"] and step < t.steps:
-          raise StopRequested(stop["signal"])
-  except StopRequested as e:
-    ckpt.close()
-    bar.close()
-    if lead:
-      run.write_status("failed", step, t.steps,
-                       reason=f"interrupted by {e} at step {step} (checkpoint saved); rerun to resume")
-    print(f"stopped by {e} at step {step}; checkpoint saved, rerun the same command to resume")
-    return {"state": "failed", "step": step, "interrupted": True}
-  except BaseException as e:
-    bar.close()
-    if lead:
-      first_line = (str(e).splitlines() or [""])[0][:500]
-      run.write_status("failed", step, t.steps, reason=f"{type(e).__name__}: {first_line}")
-    with contextlib.suppress(Exception):
-      ckpt.close()
-    raise
-  bar.close()
-  ckpt.close()
-  if tb is not None:
-    tb.close()
+  loop = Loop(program, total_steps=t.steps, dirs=RunDirs([run], [run]), checkpointer=ckpt,
+              callbacks=callbacks(config, setup, run, lead), lead=lead, progress=progress, desc="train",
+              status_every=t.log_every, sync_every=min(t.log_every, CPU_MAX_STEPS_BETWEEN_SYNCS) if cpu else
+              t.log_every, divergence_factor=t.get("divergence_factor", 0.0), stop_after=stop_after)
+  start, state = 0, None
+  if restored:
+    start, state, saved = restored
+    data_iter.set_state(loop.load_saved_state(saved))
+  else:
+    state = setup.init()
   if lead:
-    run.write_status(final_state, step, t.steps, reason=reason)
-  if final_state == "failed":
-    log.error("%s", reason)
-  return {"state": final_state, "step": step, "reason": reason, "total_steps": t.steps}
+    resume.prepare_dirs([run], EXPERIMENT, [cfg_dict], [configlib.summary(config)], start if restored else None)
+    run.write_status("running", start, t.steps)
+  return loop.run(state, start)
 
 
-def _progress(enabled: bool, start: int, total: int):
-  from tqdm.auto import tqdm
-  interactive = sys.stderr.isatty()
-  return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True,
-              mininterval=0.5 if interactive else 30.0, desc="train")
-
-
-def _tensorboard(config, run: rundir.RunDir):
-  if not config.tensorboard:
-    return None
-  try:
-    from tensorboardX import SummaryWriter  # noqa: PLC0415
-  except ImportError:
-    raise configlib.ConfigError("tensorboard=True needs the tensorboardX package: pip install tensorboardX") \
-        from None
-  return SummaryWriter(os.path.join(run.path, "tensorboard"))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
   return cli.main(argv, example="configs/lm.py:size=1M", describe=dryrun.dry_run, train=train,
                   workdir_help="Run directory (created; resumed if it holds a run).",

@@ -32,12 +32,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scaling.lm import sharding
+from scaling.lm import evaluate, losses, sharding
 
 MLP_KEYS = ("w_gate", "w_up", "w_down")
 METRICS = ("cos_g_gr", "cos_gt_gr", "cos_gnt_gr", "norm_g", "norm_gt", "norm_gnt", "norm_gr", "k")
@@ -115,13 +114,7 @@ def chunk_rows(rows: dict[str, np.ndarray], chunk: int) -> dict[str, np.ndarray]
   """(n, L) rows -> (C, chunk, L), padded with zero-weight copies of row 0."""
   n = rows["inputs"].shape[0]
   c = -(-n // chunk)
-  out = {}
-  for k, v in rows.items():
-    pad = np.repeat(v[:1], c * chunk - n, axis=0)
-    if k == "weights":
-      pad = np.zeros_like(pad)
-    out[k] = np.concatenate([v, pad]).reshape(c, chunk, *v.shape[1:])
-  return out
+  return {k: v.reshape(c, chunk, *v.shape[1:]) for k, v in evaluate.pad_batch(rows, c * chunk).items()}
 
 
 class Interference:
@@ -150,10 +143,7 @@ class Interference:
   def _token_objective(self, params, mlp0, batch):
     """Per-token training objective (B, L): CE (+ z-loss) times the loss weights, as in step.loss_sums."""
     logits_BxLxV = logits_via_mlp0(self.setup.graphdef, params, mlp0, batch["inputs"])
-    obj_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, batch["targets"])
-    z = self.setup.config.train.z_loss
-    if z:
-      obj_BxL = obj_BxL + z * jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2
+    obj_BxL, _ = losses.token_objective(logits_BxLxV, batch["targets"], self.setup.config.train.z_loss)
     return obj_BxL * batch["weights"].astype(jnp.float32)
 
   def split_grads(self, params, batch):
@@ -192,7 +182,7 @@ class Interference:
 
     def loss_sum(m0, chunk):
       logits = logits_via_mlp0(self.setup.graphdef, params, m0, chunk["inputs"])
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, chunk["targets"])
+      ce = losses.token_losses(logits, chunk["targets"])
       return jnp.sum(ce * chunk["weights"])
 
     def body(acc, chunk):

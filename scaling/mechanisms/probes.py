@@ -22,12 +22,13 @@ varied contexts. Residual streams are indexed by layer: l0 = the token embedding
 
 Command line (prints one JSON line):
 
-  python -m scaling.probes --workdir runs/lm-1M [--step 2000]
+  python -m scaling.mechanisms.probes --workdir runs/lm-1M [--step 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -37,11 +38,17 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from ml_collections import config_dict
 
-from scaling.core import hashrng
-from scaling.core.errors import ProbeError
+from scaling.core import checkpoint as ckpt_lib
+from scaling.core import hashrng, rundir
+from scaling.core.errors import ConfigError, ProbeError, TaskError
 from scaling.lm import sharding
+from scaling.lm import step as step_lib
+from scaling.lm.data import mixture, sources
+from scaling.lm.data import tasks as tasks_lib
 from scaling.mechanisms.interference import layer_slice, put_global
+from scaling.mechanisms.settings import settings
 
 PROBED_TASKS = ("cmp", "add")
 N_FOLDS = 5
@@ -212,23 +219,19 @@ def symbol_means(x_RxPxD: np.ndarray, sym_RxP: np.ndarray, n: int) -> np.ndarray
 
 def probe_tasks(config) -> dict[str, Any]:
   """The configured tasks that have a probe and fit the vocabulary (inactive ones serve as controls)."""
-  from scaling.lm.data import mixture, sources  # noqa: PLC0415
-  from scaling.lm.data import tasks as tasks_lib
   out = {}
   for name in mixture.Mixture.from_config(config).names:
     if name in PROBED_TASKS:
       try:
         out[name] = tasks_lib.build(name, int(config.seed), sources.content_end(config.data))
-      except tasks_lib.TaskError:
+      except TaskError:
         continue  # e.g. a small test vocabulary without room for this (inactive) task's symbols
   return out
 
 
 def from_config(setup) -> Probes:
-  m = setup.config.get("mechanisms", None)
-  get = (lambda k, d: m.get(k, d)) if m is not None else (lambda k, d: d)  # noqa: E731
-  return Probes(setup, probe_tasks(setup.config), get("probe_contexts", 10), get("probe_pcs", 50),
-                get("probe_fourier_threshold", 3.0))
+  s = settings(setup.config)
+  return Probes(setup, probe_tasks(setup.config), s["probe_contexts"], s["probe_pcs"], s["probe_fourier_threshold"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -238,13 +241,6 @@ def from_config(setup) -> Probes:
 
 def probe_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:
   """Restores `step` (default: the newest) of the run in `workdir` and returns {"step": …, probe metrics…}."""
-  import os  # noqa: PLC0415
-
-  from ml_collections import config_dict  # noqa: PLC0415
-
-  from scaling.core import checkpoint as ckpt_lib  # noqa: PLC0415
-  from scaling.core import rundir
-  from scaling.lm import step as step_lib
   run = rundir.RunDir(workdir)
   try:
     meta = run.read_config()
@@ -258,7 +254,7 @@ def probe_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:
   devices = jax.devices()
   try:
     setup = step_lib.build(config, devices)
-  except (sharding.ShardingError, ValueError):
+  except (ConfigError, ValueError):
     # The run's mesh does not fit this machine: restore onto a plain data-parallel mesh of its devices.
     config.mesh = config_dict.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     config.sharding.preset = "dp"
@@ -277,7 +273,7 @@ def probe_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m scaling.probes", description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(prog="python -m scaling.mechanisms.probes", description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="a run directory written by scaling.train")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
   args = parser.parse_args(argv)
@@ -286,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
   except ProbeError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  from scaling.core import rundir  # noqa: PLC0415
   print(rundir.dumps(result))
   return 0
 

@@ -14,17 +14,16 @@ decay ≈ gain: the injection was forgotten. Step i + P is also the next injecti
 injection's loss_before as well (equal to loss_end). Nothing is measured at step 0 (the trainer runs no hook
 before the first update), so a burst task's first injection (batch 0) has loss_after but no gain.
 
-The values a later record needs (L(i), L(i + 1)) are kept in memory and, after a resume, read back from the run's
-own metrics.jsonl, so a resumed run writes the same records as an unbroken one.
+The values a later record needs (L(i), L(i + 1)) are carried in the callback's checkpointed state, so a resumed run
+writes the same records as an unbroken one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from scaling.core import schedules
+from scaling.core.loop import Callback
 from scaling.lm import evaluate
-from scaling.mechanisms.hook import INJECTION_SCHEDULES
+from scaling.mechanisms.settings import INJECTION_SCHEDULES
 
 
 def tracked(mix) -> list[schedules.TaskSchedule]:
@@ -36,8 +35,12 @@ def is_injection(sched: schedules.TaskSchedule, batch: int) -> bool:
   return batch >= 0 and schedules.deterministic_count(sched, batch) > 0
 
 
-class Retention:
-  """Loss around injections for the tracked tasks of a Mixture, evaluated with a TrainSetup's eval_step."""
+class Retention(Callback):
+  """Loss around injections for the tracked tasks of a Mixture, evaluated with a TrainSetup's eval_step; a
+  training-loop callback due at every step where a tracked task has one of the three roles above."""
+
+  name = "retention"
+  at_end = False
 
   def __init__(self, setup, mix, eval_limit: int = 1000):
     self.setup = setup
@@ -51,8 +54,11 @@ class Retention:
   def _roles(self, sched, step: int) -> tuple[bool, bool, bool]:
     return (is_injection(sched, step), is_injection(sched, step - 1), is_injection(sched, step - sched.period))
 
-  def due(self, step: int) -> bool:
-    return any(any(self._roles(s, step)) for s in self.tasks)
+  def due(self, step: int, total: int = 0) -> bool:
+    return step > 0 and any(any(self._roles(s, step)) for s in self.tasks)
+
+  def __call__(self, loop, step: int) -> dict[str, float]:
+    return self.measure(loop.state["params"], step)
 
   def measure(self, params, step: int) -> dict[str, float]:
     """The retention/<task>/* values of the record at `step` ({} when no tracked task has one there)."""
@@ -79,11 +85,10 @@ class Retention:
           out[f"{key}/decay"] = loss - after[1]
     return out
 
-  def restore(self, records: Iterable[dict]) -> None:
-    """Reloads the carried values from metrics records written before a resume."""
-    for rec in records:
-      for s in self.tasks:
-        for name, store in (("loss_before", self._before), ("loss_after", self._after)):
-          v = rec.get(f"retention/{s.name}/{name}")
-          if v is not None:
-            store[s.name] = (int(rec["step"]), float(v))
+  def state_dict(self) -> dict:
+    return {"before": {k: list(v) for k, v in self._before.items()},
+            "after": {k: list(v) for k, v in self._after.items()}}
+
+  def load_state_dict(self, state: dict) -> None:
+    self._before = {k: (int(v[0]), float(v[1])) for k, v in state.get("before", {}).items()}
+    self._after = {k: (int(v[0]), float(v[1])) for k, v in state.get("after", {}).items()}

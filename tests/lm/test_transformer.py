@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling.lm import ladder
+from scaling.lm import ladder, losses
 from scaling.lm import model as transformer
 from scaling.lm import step as step_lib
 from scaling.lm.model import Transformer, TransformerConfig
@@ -93,7 +93,7 @@ def test_remat_same_loss_and_grads(policy):
 
     def loss(p):
       logits = nnx.merge(graphdef, p)(tokens)
-      return jnp.mean(step_lib.token_losses(logits[:, :-1], tokens[:, 1:]))
+      return jnp.mean(losses.token_losses(logits[:, :-1], tokens[:, 1:]))
     return jax.value_and_grad(loss)(params)
 
   l0, g0 = loss_and_grad(SMALL)

@@ -3,7 +3,7 @@
 import pytest
 
 from scaling.lm import config as configlib
-from scaling.mechanisms import hook as mechanisms
+from scaling.mechanisms import settings as mechanisms
 from tests import helpers
 
 

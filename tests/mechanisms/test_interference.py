@@ -9,9 +9,10 @@ import pytest
 from flax import nnx
 
 from scaling.lm import config as configlib
+from scaling.lm import losses
 from scaling.lm import step as step_lib
 from scaling.lm.data import mixture, pipeline
-from scaling.mechanisms import hook as mechanisms
+from scaling.mechanisms import callbacks as mechanism_callbacks
 from scaling.mechanisms import interference
 from tests import helpers
 
@@ -58,7 +59,7 @@ def _reference_grads(setup, params, batch, masks):
 
   def loss(p, mask):
     logits = nnx.merge(setup.graphdef, p)(batch["inputs"])
-    ce = step_lib.token_losses(logits, batch["targets"])
+    ce = losses.token_losses(logits, batch["targets"])
     return jnp.sum(ce * batch["weights"] * mask) / denom
 
   out = []
@@ -132,7 +133,7 @@ def test_split_sums_to_the_training_gradient_and_cosines_match_numpy(setup_and_p
 def _loss_sums(setup, params, batch):
   model = nnx.merge(setup.graphdef, params)
   w = jnp.asarray(batch["weights"])
-  ce = jnp.sum(step_lib.token_losses(model(batch["inputs"]), batch["targets"]) * w)
+  ce = jnp.sum(losses.token_losses(model(batch["inputs"]), batch["targets"]) * w)
   return ce, (ce, jnp.sum(w))
 
 
@@ -157,14 +158,16 @@ def test_sharded_equals_single_device(setup_and_params):
 
 def test_hook_rebuilds_the_trainers_batch(setup_and_params):
   setup, _ = setup_and_params
-  mech = mechanisms.Mechanisms(setup.config, setup)
+  built = mechanism_callbacks.build(setup.config, setup)
+  assert [type(c) for c in built] == [mechanism_callbacks.InterferenceCallback]  # no retention: no burst task
+  mech = built[0]
   it = pipeline.make_train_iterator(setup.config)
   for i in range(3):
     want = next(it)
     got = jax.device_get(mech.batch(i))
     for k in want:
       np.testing.assert_array_equal(got[k], want[k], err_msg=f"batch {i} {k}")
-  assert mech.interference_due(5) and not mech.interference_due(6) and mech.retention is None
+  assert mech.due(5, 100) and not mech.due(6, 100) and not mech.due(0, 100)
 
 
 def test_short_task_rows_give_the_eval_rows_gradient(setup_and_params):

@@ -9,6 +9,8 @@ from ml_collections import config_dict
 
 from configs import toy as toy_configs
 from scaling.core import rundir
+from scaling.core.errors import ConfigError
+from scaling.toy import config as toy_config
 from scaling.toy import train as toy_train
 from tests.helpers import set_keys
 
@@ -64,7 +66,7 @@ def test_run_dir_contract(tmp_path):
     assert "toy/delta_F" in metrics[0] and "train/loss" not in metrics[0]  # step 0: evaluation only
     ret = run.read_metrics(toy_train.RETENTION_FILE)
     assert [r["step"] for r in ret] == [20, 40] and np.asarray(ret[-1]["retention"]).shape == (4, 4)
-    theory = json.load(open(run.file(toy_train.THEORY_FILE)))
+    theory = json.load(open(run.file(toy_config.THEORY_FILE)))
     assert theory["beta"] == beta and theory["width"] == 4 and len(theory["optimal_loss_norm"]) == 4
     assert np.asarray(theory["top_features"]).sum() == 4
     assert all(rundir.split_metric_key(k) for k in last if k not in ("step", "tokens"))
@@ -101,7 +103,7 @@ def test_resume_continues_exactly(tmp_path):
   again = toy_train.train(c, str(tmp_path / "broken"), progress=False)
   assert again["state"] == "done"  # nothing left to do
   c.toy.alpha = 1.0
-  with pytest.raises(toy_train.ConfigError, match="different config"):
+  with pytest.raises(ConfigError, match="different config"):
     toy_train.train(c, str(tmp_path / "broken"), progress=False)
 
 
@@ -134,8 +136,8 @@ def test_unknown_preset_and_dry_run(capsys):
 
 def test_decoder_lr_shrinks_as_one_over_width_above_the_reference():
   c = toy_configs.get_config("width=512")
-  assert c.train.decoder_lr_ref_width == 64 and toy_train.decoder_lr_factor(c) == 64 / 512
+  assert c.train.decoder_lr_ref_width == 64 and toy_config.decoder_lr_factor(c) == 64 / 512
   c.toy.width = 32
-  assert toy_train.decoder_lr_factor(c) == 1.0  # never above the base rate
+  assert toy_config.decoder_lr_factor(c) == 1.0  # never above the base rate
   c.toy.width, c.train.decoder_lr_ref_width = 512, 0
-  assert toy_train.decoder_lr_factor(c) == 1.0  # off
+  assert toy_config.decoder_lr_factor(c) == 1.0  # off

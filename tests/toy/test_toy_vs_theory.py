@@ -12,6 +12,7 @@ import pytest
 
 from configs import toy as toy_configs
 from scaling.core import rundir
+from scaling.toy import config as toy_config
 from scaling.toy import theory as tt
 from scaling.toy import train as toy_train
 from tests.helpers import set_keys
@@ -35,7 +36,7 @@ def _config(width: int, **over):
 
 
 def _member(workdir: str, beta: float) -> rundir.RunDir:
-  return rundir.RunDir(os.path.join(workdir, toy_train.member_name(beta, 0)))
+  return rundir.RunDir(os.path.join(workdir, toy_config.member_name(beta, 0)))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def width_sweep(tmp_path_factory):
       retention = np.asarray(run.read_metrics(toy_train.RETENTION_FILE)[-1]["retention"])
       last = run.read_metrics()[-1]
       out[b][0].append(retention > 0.5)
-      with open(run.file(toy_train.THEORY_FILE)) as f:
+      with open(run.file(toy_config.THEORY_FILE)) as f:
         out[b][1].append(np.asarray(json.load(f)["top_features"], bool))
       out[b][2].append([last[f"toy/t{k:02d}/loss_norm"] for k in range(1, K + 1)])
   arrays = {b: tuple(np.asarray(x) for x in v) for b, v in out.items()}

@@ -56,7 +56,7 @@ def _check_split(split: str) -> None:
 # The synthetic language
 # ---------------------------------------------------------------------------------------------------------------
 REGIMES = ("unigram", "markov1", "markov2", "copy")
-DEFAULT_REGIMES = {"unigram": 0.1, "markov1": 0.4, "markov2": 0.3, "copy": 0.2}  # = configs/lm.py
+DEFAULT_REGIMES = {"unigram": 0.1, "markov1": 0.4, "markov2": 0.3, "copy": 0.2}  # configs/lm.py reads this
 UNIGRAM, MARKOV1, MARKOV2, COPY = range(4)
 _MAX_CONTEXT_TABLE = 4096
 
