@@ -31,8 +31,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from configs import toy as toy_configs  # noqa: E402
-from scaling.toy import config as toy_config
-from scaling.toy import program as toy_program
+from scaling.toy import config as toy_config  # noqa: E402
+from scaling.toy import program as toy_program  # noqa: E402
 
 
 def _program(config):

@@ -42,6 +42,7 @@ import math
 import os
 import subprocess
 from collections.abc import Iterable
+from importlib import metadata
 from typing import Any
 
 from scaling.core.errors import RunDirError
@@ -111,7 +112,6 @@ def git_sha(path: str | None = None) -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-  from importlib import metadata
   out = {}
   for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy"):
     try:

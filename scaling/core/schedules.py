@@ -123,8 +123,3 @@ def counts(tasks: Sequence[TaskSchedule], batch_size: int, seed: int, step: int,
   """Instances per task in batch `step` (length len(tasks))."""
   rows = allocate(tasks, batch_size, seed, step, fill)
   return np.bincount(rows[rows >= 0], minlength=len(tasks))
-
-
-def per_token_frequency(t: TaskSchedule, batch_size: int, seq_len: int, tokens_per_instance: int) -> float:
-  """Task tokens per training token: frequency · tokens_per_instance / (batch_size · seq_len)."""
-  return t.frequency * tokens_per_instance / (batch_size * seq_len)

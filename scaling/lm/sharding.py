@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -143,7 +144,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def logical_names_tree(abstract_state) -> Any:
   """nnx.State of Variables -> pure dict (same layout as `State.to_pure_dict()`) of logical-name tuples."""
-  from flax import nnx
   out: dict = {}
   for path, var in nnx.to_flat_state(abstract_state):
     node = out

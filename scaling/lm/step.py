@@ -45,9 +45,6 @@ class TrainSetup:
     """This process's rows -> global arrays sharded over the data-parallel axes."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in local_batch.items()}
 
-  def model(self, params) -> transformer.Transformer:
-    return nnx.merge(self.graphdef, params)
-
 
 def abstract_model(model_cfg: transformer.TransformerConfig, seed: int = 0):
   """(graphdef, abstract params pure dict, logical names) without allocating anything (works for 4B)."""

@@ -15,9 +15,9 @@ machinery (``scaling.data.schedules``, the same code as the transformer's task i
               adds G·f rows at once; "interleave" adds f per batch on average, evenly spaced (the no-gap setting)
 
 The inputs are a pure function of (seed, step): x[i, :] is row i of batch ``step`` (rows sorted by task; x is
-i.i.d., so the order carries no information). They are drawn on the device from a counter-based hash (lowbias32
-twice, keyed by a threefry key of (seed, purpose, step)) followed by the inverse normal CDF: ~5× faster than
-``jax.random.normal`` on CPU, which matters because the toy draws batch·d normals per step and member.
+i.i.d., so the order carries no information). They are drawn on the device by ``scaling.core.hashrng.jax_normal``
+(a counter hash, then the inverse normal CDF), keyed by (seed, purpose, step): the toy draws batch·d normals per
+step and member, and this is several times cheaper than ``jax.random.normal`` on CPU.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.core import schedules
+from scaling.core import hashrng, schedules
 from scaling.toy import theory as toy_theory
 
 PURPOSE_X = 31  # x draws; distinct from the schedule's purpose constant
@@ -151,36 +151,9 @@ def mean_rows(data: ToyData) -> float:
 # Inputs and targets on the device.
 
 
-def _mix32(x: jax.Array) -> jax.Array:
-  """lowbias32 (C. Wellons' hash prospector): a bijection on uint32 with strong avalanche."""
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x21F0AAAD)
-  x = x ^ (x >> 15)
-  x = x * jnp.uint32(0xD35A2D97)
-  return x ^ (x >> 15)
-
-
 def gaussian(seed: jax.Array | int, step: jax.Array | int, rows: int, d: int) -> jax.Array:
   """(rows, d) float32 standard normals: the inputs of batch `step`, a pure function of (seed, step)."""
-  return hash_normal(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), PURPOSE_X), step), (rows, d))
-
-
-def hash_normal(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
-  """Standard normals from a JAX key (same signature as a Flax initializer); jit/vmap friendly.
-
-  Element (i, j) is sqrt(2)·erfinv(u) with u from 23 bits of a hash of the counter i·cols + j keyed by the two
-  words of `key` (|x| < 5.3). ~5× faster than jax.random.normal on CPU, and ~5× faster to compile.
-  """
-  rows, d = shape
-  if rows * d >= 2 ** 32:
-    raise ValueError(f"{rows}x{d} normals exceed the 32-bit counter; lower the batch or d")
-  k0, k1 = jax.random.key_data(key)
-  c = jax.lax.broadcasted_iota(jnp.uint32, (rows, d), 0) * jnp.uint32(d) + \
-      jax.lax.broadcasted_iota(jnp.uint32, (rows, d), 1)
-  bits = _mix32(_mix32(c ^ k0) + k1)
-  # 23 bits so that (m + 0.5) is exact in float32: u stays strictly inside (−1, 1) and erfinv finite.
-  u = ((bits >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -22) - 1.0
-  return (jnp.float32(math.sqrt(2.0)) * jax.lax.erf_inv(u)).astype(dtype)
+  return hashrng.jax_normal(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), PURPOSE_X), step), (rows, d))
 
 
 def row_tasks(counts_K: np.ndarray) -> np.ndarray:

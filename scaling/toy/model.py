@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.toy import data as toy_data
+from scaling.core import hashrng
 
 VARIANTS = ("plain", "orthonormal")
 
@@ -48,9 +48,9 @@ class ToyModelConfig:
 
 
 def _normal(std: float):
-  # Counter-hash normals (toy_data.hash_normal): the init compiles in a fraction of jax.random.normal's time,
+  # Counter-hash normals (hashrng.jax_normal): the init compiles in a fraction of jax.random.normal's time,
   # which dominates small toy programs on CPU.
-  return lambda key, shape: std * toy_data.hash_normal(key, shape)
+  return lambda key, shape: std * hashrng.jax_normal(key, shape)
 
 
 def param_count(cfg: ToyModelConfig) -> int:
