@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-# Ranges this stack was tested on (Python 3.11; see ../shared/STACK.md); upper bounds stop the next
+# Ranges this stack was tested on (Python 3.11); upper bounds stop the next
 # breaking release of a fast-moving library from landing silently.
 INSTALL_REQUIRES = [
     "jax>=0.10.2,<0.11",

@@ -28,7 +28,7 @@ from analysis import learnability as lb
 from analysis import parallel
 from analysis import powerlaw as pl
 
-# T_CMP's LABEL is the larger of TOK1/TOK2 (scaling/data/tasks/cmp.py): a model that knows the format but not
+# T_CMP's LABEL is the larger of TOK1/TOK2 (scaling/lm/data/tasks/cmp.py): a model that knows the format but not
 # the hidden order picks one of the two inputs, loss log 2 and accuracy 1/2. This, not log 100, is the level
 # that separates "learned the order" from "learned the format". T_ADD: 100 equally likely sums.
 CHANCE = {"cmp": {"loss": math.log(2), "accuracy": 0.5, "why": "cmp: LABEL is one of the 2 input tokens"},

@@ -249,7 +249,7 @@ def fig3_signal(df: pd.DataFrame, comps: list, out_dir: str, formats=FORMATS):
   if t[t["metric"] == "signal"].empty:
     raise SkipFigure("toy runs log no toy/<task>/signal")
   logged = t[(t["group"] == "toy") & t["task"].isna() & t["metric"].isin(["signal_rare", "signal_frequent"])]
-  if not logged.empty:  # scaling/toy_train.py logs them, with its own rare set (toy.rare_tasks / injected / ¬F)
+  if not logged.empty:  # scaling/toy/train.py logs them, with its own rare set (toy.rare_tasks / injected / ¬F)
     rs = logged.assign(set=logged["metric"].astype(str).str[len("signal_"):], signal=logged["value"])
   else:
     rs = _rare_frequent_signal(t[t["group"] == "toy"], c.spec)

@@ -1,6 +1,6 @@
 """Sweep dirs -> one tidy table. Loud about every run that is missing, failed, unfinished or unusable.
 
-A run dir is any folder holding config.json (scaling/rundir.py), found recursively under each sweep dir; a toy
+A run dir is any folder holding config.json (scaling/core/rundir.py), found recursively under each sweep dir; a toy
 invocation's workdir W holds member run dirs W/<member>/ and one W/status.json that its members inherit. When
 the sweep dir has manifest.json (launch/manifest.py) every manifest run is cross-checked: no run dir = missing,
 manifest status failed/running = failed/unfinished with the manifest's reason.
@@ -19,7 +19,7 @@ The table is LONG: one row per (run, step, metric key), so any metric of any exp
 
 List-valued metrics (e.g. toy/retention, a K×r table) do not fit a scalar column; they are kept in
 `Loaded.arrays[run][key] = [(step, ndarray), ...]`. The toy's per-feature retention ‖P_U b_{k,j}‖² is read from
-any of: retention.jsonl ({"step", "retention": K×r}, scaling/toy_train.py), a `toy/retention` metric list, or
+any of: retention.jsonl ({"step", "retention": K×r}, scaling/toy/train.py), a `toy/retention` metric list, or
 retention.npz ("retention" (K, r) or (T, K, r) with "step"), all as arrays["toy/retention"].
 Helpers: `final(df)` (the last logged value of every metric of every run), `per_task(df, metric)`.
 """
@@ -44,7 +44,7 @@ RUN_COLUMNS = ["sweep", "run", "experiment", "status", "size", "n_params", "n_pa
 TASK_COLUMNS = ["frequency_per_batch", "frequency_per_token", "schedule", "period"]
 COLUMNS = RUN_COLUMNS + ["step", "tokens", "flops", "group", "task", "split", "metric", "value"] + TASK_COLUMNS
 LOSS_METRICS = ("loss", "loss_norm")  # a non-finite value of these makes a run unusable
-RETENTION_JSONL = "retention.jsonl"  # scaling/toy_train.py RETENTION_FILE
+RETENTION_JSONL = "retention.jsonl"  # scaling/toy/train.py RETENTION_FILE
 
 
 class LoadError(ValueError):
@@ -236,7 +236,7 @@ def _task_table(cfg: dict) -> dict[str, dict]:
 
 
 def toy_task_names(K: int) -> list[str]:
-  """t01..tK: the toy's metric names (scaling/data/tasks/toy.py task_names; repeated here because importing
+  """t01..tK: the toy's metric names (scaling/toy/data.py task_names; repeated here because importing
   that module pulls in JAX, which analysis never needs)."""
   w = max(2, len(str(K)))
   return [f"t{k:0{w}d}" for k in range(1, K + 1)]

@@ -31,7 +31,7 @@ from scaling.toy import theory as toy_theory
 
 CHINCHILLA_MIN_FRACTION = 0.2
 DENSE_KEY = "train/loss"
-THEORY_FILE = "theory.json"  # scaling/toy_train.py THEORY_FILE
+THEORY_FILE = "theory.json"  # scaling/toy/train.py THEORY_FILE
 LEARNED_TOL = 0.5  # a task is "learned" at normalised loss <= 0.5 (toy_theory.smallest_learning_width's tol)
 
 

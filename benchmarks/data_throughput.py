@@ -3,7 +3,7 @@
   python benchmarks/data_throughput.py                                   # 1M model, synthetic + cmp/add injected
   python benchmarks/data_throughput.py --workers=0,1,2 --batches=300 --tasks=cmp:10,add:0.1:burst:10
 
-Pipeline: the full training stream (scaling.data.pipeline.make_train_iterator: synthetic background, task
+Pipeline: the full training stream (scaling.lm.data.pipeline.make_train_iterator: synthetic background, task
 injection, masks, Grain prefetch) timed over `--batches` batches after a warm-up, once per Grain worker count
 (0 = in-process threads). Model: the train step of `--size` at the same batch, timed alone. The ratio says how
 many times faster the data arrives than the model can eat it (goal >= 10x). Prints a table; asserts nothing.
@@ -72,7 +72,7 @@ def model_rate(config, steps: int) -> float:
   t0 = time.perf_counter()
   for i in range(steps):
     state, m = setup.train_step(state, batches[i % 4])
-    if i % 16 == 15:  # CPU fake-device collectives need a sync at least every 16 steps (STACK.md)
+    if i % 16 == 15:  # CPU fake-device collectives need a sync at least every 16 steps (README, Known traps 1)
       jax.block_until_ready(m)
   jax.block_until_ready(m)
   return steps * config.train.batch_size / (time.perf_counter() - t0)
@@ -80,7 +80,7 @@ def model_rate(config, steps: int) -> float:
 
 def main() -> None:
   import absl.flags
-  absl.flags.FLAGS.mark_as_parsed()  # grain mp_prefetch reads absl flags (STACK.md trap 3)
+  absl.flags.FLAGS.mark_as_parsed()  # grain mp_prefetch reads absl flags (README, Known traps 3)
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--size", default="1M")
   p.add_argument("--batch", type=int, default=None, help="default: the ladder's run_settings batch")

@@ -1,4 +1,4 @@
-"""Cost of the gradient-interference measurement (scaling/interference.py) against a plain train step.
+"""Cost of the gradient-interference measurement (scaling/mechanisms/interference.py) against a plain train step.
 
   python benchmarks/interference_overhead.py                                 # CPU: 1M, batch 32 x 128
   python benchmarks/interference_overhead.py --sizes=20M,300M --batch=256 --seq_len=1024   # accelerator

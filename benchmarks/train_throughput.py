@@ -5,7 +5,7 @@
 
 Peak: the best FLOP/s of a large square matmul in the compute dtype, measured in this process just before the
 models (shared, noisy machines: compare runs only through the MFU ratio, which is measured side by side).
-MFU = tokens/s · flops_per_token / peak, with flops_per_token from scaling.models.transformer.flops_per_token
+MFU = tokens/s · flops_per_token / peak, with flops_per_token from scaling.lm.model.flops_per_token
 (6·N_matmul + 12·L·T·d_attn, the PaLM convention). Prints a table; asserts nothing.
 """
 
@@ -57,7 +57,7 @@ def measure(size: str, batch: int, seq_len: int, vocab: int, dtype: str, steps: 
   t0 = time.perf_counter()
   for i in range(steps):
     state, m = setup.train_step(state, batches[i % 4])
-    if i % 16 == 15:  # CPU fake-device collectives need a sync at least every 16 steps (STACK.md)
+    if i % 16 == 15:  # CPU fake-device collectives need a sync at least every 16 steps (README, Known traps 1)
       jax.block_until_ready(m)
   jax.block_until_ready(m)
   dt = time.perf_counter() - t0

@@ -97,7 +97,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.checkpoint.async_save = False
 
   if preset == "paper":
-    # The paper: Adam, 100K steps, fresh samples every step (PAPER.md §2). Batch and LR are not given (default).
+    # The paper: Adam, 100K steps, fresh samples every step (paper §3). Batch and LR are not given (default).
     c.train.steps = 100_000
     c.train.warmup_steps = 1000
     c.train.learning_rate = 1e-3

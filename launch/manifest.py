@@ -5,7 +5,7 @@
   manifest.json       this module's file (schema below), rewritten atomically after every change
   sweep_config.json   the parsed sweep config (name, entrypoint, base, overrides, axes, seeds, backend)
   sweep_config.py     a copy of the sweep config file as it was at the last launch
-  runs/<run id>/      one run dir per run (scaling/rundir.py contract)
+  runs/<run id>/      one run dir per run (scaling/core/rundir.py contract)
   logs/<run id>.log   stdout+stderr of every attempt, appended (process i>0 of a multi-process run: .p<i>.log)
   slurm/              rendered sbatch scripts (slurm backend)
   .lock               held (flock) by the launcher working on this sweep dir

@@ -2,7 +2,7 @@
 
 XLA_FLAGS must be set before JAX initialises its backend, so this runs at import, before any test module.
 The collective timeouts make a hung fake-device collective fail in seconds instead of stalling CI
-(../shared/STACK.md trap 1).
+(README, Known traps 1).
 """
 
 import os
@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 
 import absl.flags  # noqa: E402
 
-# grain's mp_prefetch reads absl flags; unparsed flags crash it (STACK.md trap 3).
+# grain's mp_prefetch reads absl flags; unparsed flags crash it (README, Known traps 3).
 absl.flags.FLAGS.mark_as_parsed()
 
 import pytest  # noqa: E402

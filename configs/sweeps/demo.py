@@ -7,13 +7,9 @@ Three transformer sizes (50K, 200K, 1M non-embedding parameters) x two frequenci
 (4 and 16 instances per batch of 32 sequences of 16 tokens) injected into the synthetic background language;
 1500 steps each, the same data and tokens for every size. Sized for about 7 minutes on a 2-core CPU.
 
-What it shows (measured on the 2-core dev VM): at 16 instances per batch the 1M model learns T_CMP (0.73 test
-accuracy on the 5000 held-out pairs at step 1500) while the 50K model does not (0.33; chance is 0.01, copying a
-random one of the two input tokens would give 0.5); at 4 instances per batch no size learns it within the budget.
-The report draws the size x frequency heat maps (Fig 5), the task-loss curves (Fig 6) and fits per-task scaling
-curves.
+What it shows, measured, is in README.md ("Two commands on a fresh machine").
 
-Per-size learning rate and warmup come from configs.models.run_settings (see --dry_run); steps and batch are fixed
+Per-size learning rate and warmup come from scaling.lm.ladder.run_settings (see --dry_run); steps and batch are fixed
 here so every size sees the same tokens. vocab 256 leaves room for the two tasks' disjoint 100-symbol sets.
 """
 

@@ -2,7 +2,7 @@
 
 Each step directory holds three items:
   state        the train state pytree (params, optimizer state, step), sharded arrays
-  data         the data iterator's state (JSON; identical on every process, see scaling/data/pipeline.py)
+  data         the data iterator's state (JSON; identical on every process, see scaling/lm/data/pipeline.py)
   fingerprint  per-leaf sums computed on device at save time (JSON), checked after restore
 
 Restore walks the steps newest first. A step that fails to read or whose fingerprint does not match is renamed to

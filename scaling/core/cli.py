@@ -1,4 +1,4 @@
-"""The command line shared by the trainers (scaling/train.py, scaling/toy_train.py).
+"""The command line shared by the trainers (scaling/lm/train.py, scaling/toy/train.py).
 
 `--config=FILE[:arg]` with `--config.<key>=<value>` overrides, `--workdir`, `--dry_run`, `--[no]progress`; a flag
 or config-file error becomes one line; logging and the persistent XLA compilation cache are set up the same way.

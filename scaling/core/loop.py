@@ -12,7 +12,7 @@ due, and at the last step. These cut points depend on the step alone, so a run r
 cut point) cuts, computes and records exactly what an unbroken run does.
 
 Host syncs happen where something is due, at a stop request, and at least every `sync_every` steps (XLA:CPU
-collectives over fake devices abort when many sharded steps queue without a sync: ../shared/STACK.md trap 1).
+collectives over fake devices abort when many sharded steps queue without a sync: README, Known traps 1).
 At each sync the per-step training metrics are checked: a non-finite loss or gradient norm, or a loss above
 `divergence_factor` × the first step's loss, stops the run as failed at that step; parameters are checked for
 non-finite values before every checkpoint, so a diverged state is never saved.

@@ -22,7 +22,7 @@ Every run (transformer or toy) writes the same folder; `analysis/` reads nothing
                       interference/<task>/{cos_g_gr,...}              gradient-interference metrics
                       probe/<task>/<metric>                           representation probes
                       retention/<task>/{loss_before,gain,decay,...}   loss around injections (burst/withhold)
-                      (the last three: scaling/mechanisms.py, at the steps documented there)
+                      (the last three: scaling/mechanisms/settings.py, at the steps documented there)
   perf.jsonl      wall-clock figures (step, seconds, tokens_per_s, ...) kept apart because they are not
                   reproducible.
   status.json     {"state": "running" | "done" | "failed", "step": int, "total_steps": int,
@@ -68,7 +68,7 @@ SUMMARY_KEYS = {
     "batch_size": "global sequences (or toy samples) per step",
     "seq_len": "tokens per sequence (1 for the toy)",
     "tokens_per_step": "batch_size * seq_len",
-    "flops_per_token": "training FLOPs per token (6N + attention, see scaling.models.flops)",
+    "flops_per_token": "training FLOPs per token (6N + attention, see scaling.lm.model.flops_per_token)",
     "tasks": "{task: {frequency_per_batch, frequency_per_token, schedule, ...}} for injected tasks",
 }
 

@@ -6,7 +6,7 @@ size depends on the vocabulary, which belongs to the data). The paper's ladder (
 widths scaled together (head dim 64 up to 300M, 128 above; SwiGLU width ~8/3·d rounded to a multiple of 128).
 The CPU sizes 50K … 10M follow the same recipe at small depth so tests and the demo run on a laptop.
 
-`tests/test_ladder.py` checks every entry: the exact parameter count of the built module equals the analytic
+`tests/lm/test_transformer.py` checks every entry: the exact parameter count of the built module equals the analytic
 formula, and the name is within 25% of the non-embedding count.
 
 Shape (this function) and run settings (`run_settings`) are kept apart, OLMo-core ladder style: the shape says

@@ -3,7 +3,7 @@
 RMSNorm, SwiGLU MLP, rotary position embeddings, QK-norm, optional tied embeddings, bf16/fp32 compute,
 optional rematerialisation. Layers are stacked along a leading 'layers' axis and applied with `nnx.scan`, so a
 16-layer model compiles as one block. Every parameter carries logical axis names (`sharding_names`); the rules
-in `scaling/sharding.py` map them to mesh axes. Logical parameter axes:
+in `scaling/lm/sharding.py` map them to mesh axes. Logical parameter axes:
 
   vocab, embed, heads, kv (head dim), mlp, norm, layers
 
@@ -23,7 +23,7 @@ from flax import nnx
 
 from scaling.lm import sharding
 
-# Variables are created unsharded and placed by a jitted init with explicit out_shardings (scaling/sharding.py),
+# Variables are created unsharded and placed by a jitted init with explicit out_shardings (scaling/lm/sharding.py),
 # which works the same with and without a mesh, and for abstract (eval_shape) builds of 4B models.
 nnx.use_eager_sharding(False)
 

@@ -1,7 +1,7 @@
 """Meshes, logical-axis rules, and sharded state placement.
 
 The mesh always has three named axes, `data`, `fsdp`, `tensor` (sizes from `config.mesh`; one may be -1 to take
-the remaining devices). Model code names its axes logically (see `scaling/models/transformer.py`); a *rule set*
+the remaining devices). Model code names its axes logically (see `scaling/lm/model.py`); a *rule set*
 maps logical names to mesh axes. Rules are data (T5X style); three presets cover the usual layouts:
 
   dp        pure data parallel: batch over (data, fsdp), every parameter replicated

@@ -36,7 +36,7 @@ EXPERIMENT = "lm"
 RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mechanisms.", "data.worker_count",
                      "data.prefetch_threads", "tensorboard", "train.steps")
 # XLA:CPU collectives over fake devices abort when many sharded steps are queued without a host sync
-# (../shared/STACK.md trap 1); syncing at least this often avoids it and costs nothing measurable.
+# (README, Known traps 1); syncing at least this often avoids it and costs nothing measurable.
 CPU_MAX_STEPS_BETWEEN_SYNCS = 16
 
 

@@ -118,7 +118,7 @@ def chunk_rows(rows: dict[str, np.ndarray], chunk: int) -> dict[str, np.ndarray]
 
 
 class Interference:
-  """Jitted interference metrics for a TrainSetup (`scaling/step.py`) and a list of task ids."""
+  """Jitted interference metrics for a TrainSetup (`scaling/lm/step.py`) and a list of task ids."""
 
   def __init__(self, setup, task_ids: Sequence[int], task_names: Sequence[str],
                gr_rows: Sequence[dict[str, np.ndarray]], top_k: int = 64, rank_by: str = "task",

@@ -1,12 +1,12 @@
-"""The toy task family (paper §3, PAPER.md §2): K linear-regression tasks on Gaussian inputs.
+"""The toy task family (paper §3): K linear-regression tasks on Gaussian inputs.
 
 Task k (label 1..K, name ``t01``..) has frequency π_k ∝ k^-β and owns r orthonormal feature directions b_{k,j}
 (block k of one seeded random orthogonal d×d matrix, d = K·r) with variances λ_{k,j} ∝ j^-α_k. A sample of task k
 is x ~ N(0, I_d), y = Λ_k^½ B_kᵀ x (an r-vector). Conventions (frequencies, spectra, basis) are exactly those of
-``scaling.toy_theory.ToySpec``, which this module builds on, so simulation and theory share one basis.
+``scaling.toy.theory.ToySpec``, which this module builds on, so simulation and theory share one basis.
 
 Batches: a batch is *counts per task*, rows sorted by task. Which task each row holds is drawn by the mixture
-machinery (``scaling.data.schedules``, the same code as the transformer's task injection):
+machinery (``scaling.core.schedules``, the same code as the transformer's task injection):
 
   base rows   ``batch_size`` rows shared by the tasks of the base mixture: every row draws its task from π
               (schedule "random", the paper's i.i.d. sampling)

@@ -1,4 +1,4 @@
-"""Exact analytic side of the toy (PAPER.md §2, paper §3): pure numpy, no training, no JAX.
+"""Exact analytic side of the toy (paper §3): pure numpy, no training, no JAX.
 
 The toy: K regression tasks; task k is sampled with frequency π_k and owns r orthonormal feature directions
 b_{k,j} with variances λ_{k,j}; C_k = Σ_j λ_{k,j} b_{k,j} b_{k,j}ᵀ. A shared width-N encoder U (d×N) with

@@ -1,4 +1,4 @@
-"""Synthetic sweeps for analysis tests: run dirs written through scaling.rundir.RunDir with known laws.
+"""Synthetic sweeps for analysis tests: run dirs written through scaling.core.rundir.RunDir with known laws.
 
 lm_sweep: transformer-like runs, 6 sizes × 2 cmp/add frequencies × 2 seeds.
   background  eval/background/loss(N, D) = BG_E + BG_A/N^BG_ALPHA + BG_B/D^BG_BETA (Chinchilla form)
@@ -7,7 +7,7 @@ lm_sweep: transformer-like runs, 6 sizes × 2 cmp/add frequencies × 2 seeds.
   plus one failed run (status failed, a few metrics), one manifest run that never started, a burst-schedule run,
   interference and probe metrics. The trajectory over steps decays to the final value.
 toy_sweep: one toy invocation W per β with member run dirs W/w<width>/, per-task loss_norm = the exact optimal
-  loss (scaling.toy_theory) + small noise, toy/retention tables, theory.json; plus withhold members for Fig 4.
+  loss (scaling.toy.theory) + small noise, toy/retention tables, theory.json; plus withhold members for Fig 4.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def _lm_run(path, N, seed, freqs, rng, *, schedule="random", period=1, steps=STE
       probe = float(max(0.0, 1 - val / chance)) * (1 if t == "cmp" else 10)
       name = "order_r2" if t == "cmp" else "fourier_modes"
       rec[f"probe/{t}/{name}"] = probe
-      rec[f"probe/{t}/{name}_l0"] = probe / 2  # a per-layer variant (scaling/probes.py)
-      if schedule == "burst" and step > 0 and step % period == 0:  # scaling/retention.py records
+      rec[f"probe/{t}/{name}_l0"] = probe / 2  # a per-layer variant (scaling/mechanisms/probes.py)
+      if schedule == "burst" and step > 0 and step % period == 0:  # scaling/mechanisms/retention.py records
         rec[f"retention/{t}/gain"] = 0.3 * cur
         rec[f"retention/{t}/decay"] = 0.3 * cur * (0.9 if N < 1e6 else 0.2)
     recs.append(rec)
@@ -149,7 +149,7 @@ def toy_spec(beta):
 
 
 def _toy_member(path, width, beta, rng, *, inject=None, steps=1000, every=100, retention="jsonl"):
-  """One member run dir as scaling/toy_train.py writes it (retention: jsonl | metrics | npz)."""
+  """One member run dir as scaling/toy/train.py writes it (retention: jsonl | metrics | npz)."""
   spec = toy_spec(beta)
   run = rundir.RunDir(path)
   inject = inject or {"task": 0, "schedule": "withhold", "period": 1, "frequency": 0.0}
@@ -215,7 +215,7 @@ def _toy_member(path, width, beta, rng, *, inject=None, steps=1000, every=100, r
 
 
 def toy_sweep(sweep_dir, *, widths=TOY_WIDTHS, betas=TOY_BETAS, gaps=(1, 8), seed=0):
-  """One invocation W per width (members beta=<β>_seed=0, as scaling/toy_train.py), plus withhold invocations
+  """One invocation W per width (members beta=<β>_seed=0, as scaling/toy/train.py), plus withhold invocations
   at β = 1 for each gap G (widths: smallest and largest). Retention: jsonl (β = 1), npz (β = 1.5), metric lists
   (withhold members)."""
   rng = np.random.default_rng(seed)

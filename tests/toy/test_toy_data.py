@@ -1,4 +1,4 @@
-"""The toy task family (scaling/data/tasks/toy.py): inputs, targets, counts and the Fig-4 injection protocol."""
+"""The toy task family (scaling/toy/data.py): inputs, targets, counts and the Fig-4 injection protocol."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The toy student (scaling/models/toy.py): losses and population metrics against toy_theory and dense numpy."""
+"""The toy student (scaling/toy/model.py): losses and population metrics against toy_theory and dense numpy."""
 
 import jax
 import jax.numpy as jnp

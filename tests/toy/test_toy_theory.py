@@ -1,4 +1,4 @@
-"""Tests for scaling/toy_theory.py: hand-worked small cases plus independent dense numpy computations."""
+"""Tests for scaling/toy/theory.py: hand-worked small cases plus independent dense numpy computations."""
 
 import numpy as np
 import pytest

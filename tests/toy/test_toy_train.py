@@ -1,4 +1,4 @@
-"""The toy trainer (scaling/toy_train.py): run-dir contract, members vs separate runs, resume, config errors."""
+"""The toy trainer (scaling/toy/train.py): run-dir contract, members vs separate runs, resume, config errors."""
 
 import json
 import os

@@ -5,7 +5,7 @@ Batch `step` (global, `batch_size` rows) is built in three pure steps:
      `data.tasks.<name>.{frequency, schedule, period}`, frequency = instances per batch, zero-frequency tasks
      dropped);
   2. every row r is background sequence `step · batch_size + r` of the source;
-  3. a task row gets an instance TOK1 TOK2 LABEL EOD (scaling/data/tasks/base.py) over its first four tokens,
+  3. a task row gets an instance TOK1 TOK2 LABEL EOD (scaling/lm/data/tasks/base.py) over its first four tokens,
      the train pair drawn from (seed, task, step, row).
 Each process builds only its own rows of the global batch, so the batch is the same for any process count and the
 ratios hold on every host in the long run (each host holds a uniformly random share of every batch's instances).
@@ -192,7 +192,7 @@ class RealizedCounts:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Validation (called from scaling/configlib.py validate, before anything is built)
+# Validation (called from scaling/lm/config.py validate, before anything is built)
 # ---------------------------------------------------------------------------------------------------------------
 def validate_config(config) -> None:
   """Raises MixtureError (a ValueError) with one line on the first problem in `config.data`."""

@@ -1,8 +1,8 @@
 """The trainer's data interface: a Grain pipeline of per-process batches with a checkpointable state.
 
 Batch `i` is a pure function of (config, seed, i): the dataset is a Grain `MapDataset` over global batch indices,
-each mapped to this process's rows of that batch (scaling/data/mixture.py builds them: background rows from
-scaling/data/sources.py with injected task instances). The iterator's state therefore only records the next batch
+each mapped to this process's rows of that batch (scaling/lm/data/mixture.py builds them: background rows from
+scaling/lm/data/sources.py with injected task instances). The iterator's state therefore only records the next batch
 index ({"next_index": i}, the layout of Grain's own single-process state); it is the same on every process, so it is
 saved once (by process 0) and restored on every process, on any number of processes with the same global batch,
 and with any number of Grain worker processes (see BatchIterator).
@@ -63,7 +63,7 @@ class BatchIterator:
     iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=self._threads,
                                                    prefetch_buffer_size=2 * self._threads))
     if self._workers > 0:
-      # Grain's workers read absl flags and crash when they are unparsed (STACK.md trap 3); the trainer parses
+      # Grain's workers read absl flags and crash when they are unparsed (README, Known traps 3); the trainer parses
       # its own FlagValues, not the global ones, so mark those parsed (their defaults are what Grain wants).
       if not absl.flags.FLAGS.is_parsed():
         absl.flags.FLAGS.mark_as_parsed()

@@ -27,7 +27,7 @@ class ScalingTinyText(tfds.core.GeneratorBasedBuilder):
   code_path = None
 
   def _info(self):
-    # Must return DatasetInfo itself for a builder defined in a test (STACK.md trap 6).
+    # Must return DatasetInfo itself for a builder defined in a test (README, Known traps 4).
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()}))
 
   def _split_generators(self, dl_manager):

@@ -11,7 +11,7 @@ S: `n_symbols` (100) ordinary content tokens chosen at random from the source's 
 own block of one seeded permutation of the content ids (block `token_block`), so tasks never share symbols and
 co-injected tasks never give one input pair two labels; the blocks do not depend on which tasks are enabled.
 All n_symbols² ordered pairs (including a == b) are instances; a seeded permutation of the pairs puts half in
-the test split and half in train. Everything hashes integer coordinates (scaling/data/hashrng.py), so S, the rule
+the test split and half in train. Everything hashes integer coordinates (scaling/core/hashrng.py), so S, the rule
 and the split are identical on every machine and numpy version, and differ for another seed.
 """
 
