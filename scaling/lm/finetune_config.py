@@ -19,7 +19,7 @@ import math
 from ml_collections import config_dict
 
 from scaling.core.errors import ConfigError
-from scaling.lm import adapters, finetune_data, incontext
+from scaling.lm import adapters, finetune_data, incontext, trainable
 from scaling.lm import config as configlib
 from scaling.lm.data import tasks as tasks_lib
 
@@ -105,3 +105,21 @@ def check_pretrained(run_config: dict, config, init_from: str) -> None:
     raise ConfigError(f"--init_from={init_from} was trained with a different {key} ({bad[0]}"
                       f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}) — set --config.{key} to the "
                       "run's value (configs/finetune.py:size=<its size>)")
+
+
+def describe(config) -> str:
+  """The fine-tuning lines of `--dry_run` (after scaling/lm/dryrun.py's, on `lm_view(config)`): the exact
+  trainable count and what a batch scores. Allocates nothing."""
+  ft, d = config.finetune, config.data
+  plan = trainable.plan(adapter_spec(config), configlib.model_config(config), ft.seed)
+  freq = float(d.tasks[ft.target].get("frequency", 0.0))
+  task_tok, bg_tok = finetune_data.tokens_per_batch(config.train.batch_size, d.seq_len, freq, ft.loss_tokens)
+  shots = ",".join(str(k) for k in incontext.parse_shots(ft.shots)) or "none"
+  return "\n".join([
+      plan.describe(),
+      f"finetune    target={ft.target} frequency={freq:g}/batch "
+      f"(background share {1 - freq / config.train.batch_size:.0%}) loss_tokens={ft.loss_tokens}: "
+      f"~{task_tok:g} task + ~{bg_tok:g} background scored tokens per batch",
+      f"eval        held-out sets before/after: background, every configured task; k-shot k={shots} on "
+      f"{','.join(finetune_data.shot_tasks(ft))}",
+  ])

@@ -99,3 +99,12 @@ def test_check_pretrained():
   # Run-time choices may differ from the pretraining machine's.
   bf16 = fc.resolve(helpers.set_keys(finetune.get_config("size=1M"), {"model.dtype": "bfloat16"}))
   assert fc.pretrained_mismatches(pretrained, bf16) == []
+
+
+def test_dry_run_lines_give_exact_counts():
+  c = _validated("method=dora,size=1M,background=0.25,targets=q+v")
+  text = fc.describe(c)
+  # DoRA on q and v of the 1M model (d=128, 4 layers, heads·head_dim=128), rank 8: 4·2·(8·(128+128) + 128).
+  assert "method=dora rank=8 alpha=16 targets=q,v detach_norm=True params=17,408 " in text
+  assert "frequency=24/batch (background share 25%) loss_tokens=task: ~72 task + ~1024 background" in text
+  assert "k-shot k=0,1,5 on add" in text
