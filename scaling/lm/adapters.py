@@ -149,7 +149,7 @@ def merged_weight(w, adapter: dict[str, Any], spec: AdapterSpec, n_in: int):
     if spec.detach_norm:
       norm = jax.lax.stop_gradient(norm)
     m = jnp.expand_dims(adapter["magnitude"].astype(jnp.float32), tuple(range(1, 1 + n_in)))
-    v = v * (m / norm)  # m / norm first: exactly 1 at init, so W' == W
+    v = v * (m / norm)  # the ratio first: 1 at init (m is the same reduction of W), so W' == W to rounding
   return v.astype(w.dtype)
 
 
