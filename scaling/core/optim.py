@@ -4,7 +4,8 @@ AdamW with linear warmup, then one of
   cosine    cosine decay from the peak to min_lr_ratio·peak at the last step
   wsd       warmup-stable-decay: constant, then linear decay to min_lr_ratio·peak over the last decay_fraction
   constant  constant after warmup
-Global-norm gradient clipping; weight decay skips norm scales and (by default) the embeddings.
+Global-norm gradient clipping; weight decay skips norm scales, DoRA magnitudes (both multiplicative gains, which
+decay would pull to zero) and (by default) the embeddings.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def lr_schedule(t: Any) -> optax.Schedule:
 
 
 def decay_mask(params: Any, decay_embeddings: bool) -> Any:
-  """True where weight decay applies: matrices, not norm scales (and not embeddings unless asked)."""
+  """True where weight decay applies: matrices, not norm scales or DoRA magnitudes (nor embeddings unless asked)."""
 
   def keep(path, _):
     keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
-    if keys and keys[-1] == "scale":
+    if keys and keys[-1] in ("scale", "magnitude"):
       return False
     if not decay_embeddings and keys and keys[0] in ("embed", "unembed"):
       return False
