@@ -29,39 +29,31 @@ from __future__ import annotations
 from ml_collections import config_dict
 
 from configs import lm
+from scaling.core.configtools import parse_arg
 from scaling.lm import adapters
 from scaling.lm.data import tasks as tasks_lib
 
 LEARNING_RATES = {"full": 1e-3, "lora": 5e-3, "dora": 5e-3, "frozen": 1e-3}  # frozen trains nothing
-PRESETS = ("method", "size", "target", "rank", "alpha", "targets", "background", "lr", "steps")
+# The `:arg` presets and their defaults (lr 0.0: the method's entry in LEARNING_RATES).
+PRESETS = {"method": "lora", "size": "1M", "target": "add", "rank": 8, "alpha": 16.0, "targets": "all",
+           "background": 0.0, "lr": 0.0, "steps": 300}
 BATCH_SIZE = 32
 
 
-def _number(opts: dict, key: str, kind: type, default):
-  try:
-    return kind(opts[key]) if key in opts else default
-  except ValueError:
-    raise ValueError(f"configs/finetune.py: {key}={opts[key]!r} is not a{'n integer' if kind is int else ' number'}"
-                     ) from None
-
-
 def get_config(arg: str = ""):
-  opts = lm.parse_arg(arg)
-  unknown = set(opts) - set(PRESETS)
-  if unknown:
-    raise ValueError(f"unknown configs/finetune.py preset(s) {sorted(unknown)}; known: {', '.join(PRESETS)}")
-  method = opts.get("method", "lora")
+  opts = parse_arg(arg, PRESETS, "configs/finetune.py:method=lora,target=add")
+  method = opts["method"]
   if method not in adapters.METHODS:
     raise ValueError(f"configs/finetune.py: method={method!r} is not one of {', '.join(adapters.METHODS)}")
-  c = lm.get_config(f"size={opts.get('size', '1M')}")
+  c = lm.get_config(f"size={opts['size']}")
   c.experiment = "finetune"
 
   c.finetune = config_dict.ConfigDict()
   c.finetune.method = method
-  c.finetune.target = opts.get("target", "add")
-  c.finetune.rank = _number(opts, "rank", int, 8)
-  c.finetune.alpha = _number(opts, "alpha", float, 16.0)
-  c.finetune.targets = opts.get("targets", "all").replace("+", ",")  # 'q+v' also works inside the config arg
+  c.finetune.target = opts["target"]
+  c.finetune.rank = opts["rank"]
+  c.finetune.alpha = opts["alpha"]
+  c.finetune.targets = opts["targets"].replace("+", ",")  # 'q+v' also works inside the config arg
   c.finetune.detach_norm = True  # DoRA: ‖W + s·A·B‖_col as a constant in the backward pass (paper §4.3)
   c.finetune.seed = 0  # adapter initialisation
   c.finetune.loss_tokens = "task"  # task: only instance tokens of task rows count | all: every token
@@ -69,7 +61,7 @@ def get_config(arg: str = ""):
   c.finetune.shot_tasks = ""  # comma-separated tasks with k-shot sets ('' = the target)
 
   # ---- data: the target at high frequency, every other task off (still evaluated, to measure forgetting).
-  background = _number(opts, "background", float, 0.0)
+  background = opts["background"]
   c.train.batch_size = BATCH_SIZE
   for name in tasks_lib.names():
     c.data.tasks[name] = config_dict.ConfigDict({"frequency": 0.0, "schedule": "random", "period": 1})
@@ -78,8 +70,8 @@ def get_config(arg: str = ""):
         {"frequency": BATCH_SIZE * (1.0 - background), "schedule": "interleave", "period": 1})
 
   # ---- training.
-  c.train.steps = _number(opts, "steps", int, 300)
-  c.train.learning_rate = _number(opts, "lr", float, LEARNING_RATES[method])
+  c.train.steps = opts["steps"]
+  c.train.learning_rate = opts["lr"] or LEARNING_RATES[method]
   c.train.warmup_steps = max(1, c.train.steps // 10)
   c.train.schedule = "cosine"
   c.train.weight_decay = 0.0  # decay would pull full fine-tuning toward zero, not toward the pretrained model

@@ -64,7 +64,8 @@ def _typed(value: str, default: Any, key: str) -> Any:
     if isinstance(default, float):
       return float(value)
   except ValueError:
-    raise ValueError(f"preset {key}={value!r} must be a {type(default).__name__}") from None
+    raise ValueError(f"preset {key}={value!r} must be {'an integer' if isinstance(default, int) else 'a number'}"
+                     ) from None
   return value
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.lm import adapters, sharding
+from scaling.lm import adapters, losses, sharding
 from scaling.lm import model as transformer
 from scaling.lm import step as step_lib
 
@@ -108,9 +108,8 @@ class Plan:
     with respect to `trainable` (argument 0) and divide by the total weight."""
     logits_BxLxV = nnx.merge(self.graphdef, self.effective(trainable, frozen))(batch["inputs"])
     w_BxL = batch["weights"].astype(jnp.float32)
-    ce_sum = jnp.sum(step_lib.token_losses(logits_BxLxV, batch["targets"]) * w_BxL)
-    z_sum = jnp.sum(jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2 * w_BxL) if z_loss else 0.0
-    return ce_sum + z_loss * z_sum, (ce_sum, jnp.sum(w_BxL))
+    obj_BxL, ce_BxL = losses.token_objective(logits_BxLxV, batch["targets"], z_loss)
+    return jnp.sum(obj_BxL * w_BxL), (jnp.sum(ce_BxL * w_BxL), jnp.sum(w_BxL))
 
   def describe(self) -> str:
     """The --dry_run line for the trainable parameters."""

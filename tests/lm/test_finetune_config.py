@@ -38,8 +38,8 @@ def test_presets_set_the_fields():
 
 @pytest.mark.parametrize("arg,match", [
     ("method=qlora", "method='qlora' is not one of full, lora, dora, frozen"),
-    ("shots=2", r"unknown configs/finetune.py preset\(s\) \['shots'\]"),
-    ("rank=eight", "rank='eight' is not an integer"),
+    ("shots=2", "unknown preset 'shots' in 'configs/finetune.py:method=lora,target=add'; known: method, size"),
+    ("rank=eight", "preset rank='eight' must be an integer"),
 ])
 def test_bad_presets(arg, match):
   with pytest.raises(ValueError, match=match):
