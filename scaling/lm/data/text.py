@@ -150,7 +150,7 @@ class TfdsText:
     first = hashrng.integers(k_rec, n, idx)
     u_off = hashrng.uniform(k_off, idx)
     out = np.empty((len(idx), L1), np.int32)
-    for row, (r, rec, u) in enumerate(zip(first, _records(ds, first.tolist()), u_off)):
+    for row, (r, rec, u) in enumerate(zip(first, read_records(ds, first.tolist()), u_off)):
       doc = self._doc(rec)
       if len(doc) >= L1:
         off = int(u * (len(doc) - L1 + 1))
@@ -159,7 +159,7 @@ class TfdsText:
       parts, have, j, ahead = [doc, [EOD]], len(doc) + 1, int(r), 4
       while have < L1:  # every record adds at least its EOD, so this ends
         # The next records in storage order, fetched `ahead` at a time (doubling): one read call per batch.
-        for nxt in map(self._doc, _records(ds, [(j + 1 + t) % n for t in range(ahead)])):
+        for nxt in map(self._doc, read_records(ds, [(j + 1 + t) % n for t in range(ahead)])):
           parts += [nxt, [EOD]]
           have += len(nxt) + 1
           if have >= L1:
@@ -172,6 +172,7 @@ class TfdsText:
     return self.sequences([index], split)[0]
 
 
-def _records(ds, keys: list[int]) -> list:
+def read_records(ds, keys: list[int]) -> list:
+  """Records `keys` of a random-access data source, in one batched read when it supports that."""
   getitems = getattr(ds, "__getitems__", None)
   return list(getitems(keys)) if getitems else [ds[int(k)] for k in keys]
