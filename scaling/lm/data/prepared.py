@@ -55,7 +55,6 @@ class PreparedCorpus:
     self.vocab = Vocabulary(int(tok["vocab_size"]), int(tok["pad_id"]), int(tok["eod_id"]),
                             np.setdiff1d(np.arange(tok["vocab_size"]), tok["special_ids"]),
                             pool_fix="use a tokenizer with a larger vocabulary")
-    self.content_end = self.vocab.size
     self._readers = {s: shards.SplitReader(self.root, m, s) for s in shards.SPLIT_NAMES}
     self._order = {}
 

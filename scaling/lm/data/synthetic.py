@@ -78,7 +78,6 @@ class SyntheticLanguage:
       raise SourceError(f"data.synthetic.copy_min_period={copy_min_period} and copy_max_period="
                         f"{copy_max_period} must satisfy 1 <= min <= max")
     self.vocab_size, self.seq_len, self.seed = vocab_size, seq_len, seed
-    self.content_end = vocab_size
     self.n_content, self.k = n, successors
     self.noise, self.copy_noise = float(noise), float(copy_noise)
     self.period_range = (int(copy_min_period), int(copy_max_period))

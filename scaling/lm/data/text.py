@@ -52,7 +52,6 @@ class LocalText:
       raise SourceError(f"data.local_text.glob={pattern!r} matches {total / 2**30:.1f} GiB, more than local_text "
                         f"holds in memory ({MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB); {PREPARE_HINT}")
     self.pattern, self.seq_len, self.seed, self.eval_fraction = pattern, seq_len, seed, eval_fraction
-    self.content_end = BYTE_VOCAB
     self._keys = {s: hashrng.key(seed, p, "local_text") for s, p in SPLITS.items()}
     self._regions = None
 
@@ -112,7 +111,6 @@ class TfdsText:
     self.name, self.feature, self.data_dir = name, feature, data_dir or None
     self.split_names = {"train": split, "eval": eval_split, "entropy": eval_split}
     self.seq_len, self.seed = seq_len, seed
-    self.content_end = BYTE_VOCAB
     self._keys = {s: (hashrng.key(seed, p, "tfds_record"), hashrng.key(seed, p, "tfds_offset"))
                   for s, p in SPLITS.items()}
     self._sources: dict[str, object] = {}

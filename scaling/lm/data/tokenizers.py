@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from scaling.core.errors import SourceError
+from scaling.lm.data.shards import file_sha256
 from scaling.lm.data.vocab import BYTE_VOCAB, EOD, N_RESERVED, PAD, Vocabulary
 
 BYTE = "byte"
@@ -75,25 +76,26 @@ def _text(t) -> str:
   return t if isinstance(t, str) else bytes(t).decode("utf-8", errors="replace")
 
 
-def _import(module: str, path: str):
+def _open(module: str, path: str, what: str, opener):
+  """opener(the imported `module`) -> the library's tokenizer object; failures become one-line SourceErrors."""
   try:
-    return importlib.import_module(module)
+    lib = importlib.import_module(module)
   except ImportError:
     raise SourceError(f"tokenizer {path!r} needs the {module!r} package; {_EXTRA}") from None
+  try:
+    return opener(lib)
+  except Exception as e:  # noqa: BLE001 - the bindings raise RuntimeError, OSError or plain Exception
+    raise SourceError(f"tokenizer {path!r} is not a readable {what} ({(str(e).splitlines() or [''])[0][:160]})") \
+        from None
 
 
 class SentencePieceTokenizer(Tokenizer):
   kind = "sentencepiece"
 
   def __init__(self, path: str, eod_token: str = "", pad_token: str = ""):
-    spm = _import("sentencepiece", path)
     self.path = path
-    try:
-      self._sp = spm.SentencePieceProcessor(model_file=path, num_threads=1)
-    except (RuntimeError, OSError) as e:
-      raise SourceError(f"tokenizer {path!r} is not a readable SentencePiece model "
-                        f"({(str(e).splitlines() or [''])[0][:160]}); give a .model file") from None
-    sp = self._sp
+    self._sp = sp = _open("sentencepiece", path, "SentencePiece model",
+                          lambda spm: spm.SentencePieceProcessor(model_file=path, num_threads=1))
     self.vocab_size = sp.get_piece_size()
     self.special_ids = np.array([i for i in range(self.vocab_size)
                                  if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)], np.int64)
@@ -120,14 +122,9 @@ class HuggingFaceTokenizer(Tokenizer):
   kind = "huggingface"
 
   def __init__(self, path: str, eod_token: str = "", pad_token: str = ""):
-    lib = _import("tokenizers", path)
     self.path = path
-    try:
-      self._tok = lib.Tokenizer.from_file(path)
-    except Exception as e:  # noqa: BLE001 - the Rust binding raises plain Exception on a malformed file
-      raise SourceError(f"tokenizer {path!r} is not a readable Hugging Face tokenizer.json "
-                        f"({(str(e).splitlines() or [''])[0][:160]})") from None
-    tok = self._tok
+    self._tok = tok = _open("tokenizers", path, "Hugging Face tokenizer.json",
+                            lambda lib: lib.Tokenizer.from_file(path))
     self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
     specials = {i: t.content for i, t in tok.get_added_tokens_decoder().items() if t.special}
     self.special_ids = np.array(sorted(specials), np.int64)
@@ -158,14 +155,6 @@ def kind_of(spec: str) -> str:
     return "sentencepiece"
   raise SourceError(f"tokenizer {spec!r}: cannot tell its kind; give 'byte', a SentencePiece .model file or a "
                     "Hugging Face tokenizer.json file")
-
-
-def file_sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def check_file(spec: str) -> str:
