@@ -16,7 +16,7 @@ import numpy as np
 from scaling.core import hashrng
 from scaling.core.errors import SourceError
 from scaling.lm.data.splits import SPLITS, check_split
-from scaling.lm.data.vocab import BYTE_VOCAB, EOD, N_RESERVED
+from scaling.lm.data.vocab import EOD, N_RESERVED
 
 MAX_IN_MEMORY_BYTES = 4 << 30
 PREPARE_HINT = "prepare it once (python -m scaling.lm.data.prepare) and use data.source='prepared'"
