@@ -26,6 +26,8 @@ from scaling.lm.data.vocab import Vocabulary
 
 VERIFY = ("size", "full")
 _SPLIT_OF = {"train": "train", "eval": "eval", "entropy": "eval"}
+_MAX_WINDOWS = 1 << 32  # Grain's index shuffle works on 32-bit indices
+_HASHED: set[str] = set()  # corpora whose shards this process has re-hashed (verify="full" hashes once)
 
 
 class PreparedCorpus:
@@ -51,7 +53,13 @@ class PreparedCorpus:
       if self.n_windows[split] < 1:
         raise SourceError(f"data.prepared.dir={root!r}: its {split} split holds {t} tokens, too few for one "
                           f"window of data.seq_len + 1 = {self.seq_len + 1}; lower data.seq_len or add text")
-    shards.check_shards(self.root, m, full=verify == "full")
+      if self.n_windows[split] >= _MAX_WINDOWS:
+        raise SourceError(f"data.prepared.dir={root!r}: {self.n_windows[split]:,} {split} windows exceed the 2^32 "
+                          "that the global shuffle indexes; raise data.seq_len or split the corpus")
+    full = verify == "full" and self.root not in _HASHED
+    shards.check_shards(self.root, m, full=full)
+    if full:
+      _HASHED.add(self.root)
     self.vocab = Vocabulary(int(tok["vocab_size"]), int(tok["pad_id"]), int(tok["eod_id"]),
                             np.setdiff1d(np.arange(tok["vocab_size"]), tok["special_ids"]),
                             pool_fix="use a tokenizer with a larger vocabulary")
