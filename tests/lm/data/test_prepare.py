@@ -190,6 +190,13 @@ def test_bad_prepared_input_is_one_line_exit_2_and_damages_nothing(sp, tmp_path,
   assert _checksums(sp["root"], tmp_path) == before  # nothing on disk changed
 
 
+def test_a_tokenizer_needs_a_prepared_corpus(sp):
+  c = helpers.tiny_config()
+  c.data.tokenizer = sp["tokenizer"]
+  with pytest.raises(configlib.ConfigError, match="applies to prepared corpora; data.source='synthetic'"):
+    configlib.validate(configlib.resolve(c), n_devices=1)
+
+
 def test_prepare_command_refuses_bad_input_without_writing(sp, tmp_path):
   existing = tmp_path / "existing"
   existing.mkdir()

@@ -116,3 +116,23 @@ def test_local_text_errors(tmp_path):
   (tmp_path / "tiny.txt").write_text("abc")
   with pytest.raises(sources.SourceError, match="too few"):
     text_sources.LocalText(str(tmp_path / "*.txt"), 32, 0).sequences([0])
+
+
+def test_local_text_keeps_real_zero_bytes_apart_from_eod(tmp_path):
+  (tmp_path / "a.txt").write_bytes(b"\x00ab" * 20)
+  (tmp_path / "b.txt").write_bytes(b"xyz" * 20)
+  src = text_sources.LocalText(str(tmp_path / "*.txt"), seq_len=30, seed=0, eval_fraction=0.3)
+  stream = np.r_[np.frombuffer(b"\x00ab" * 20, np.uint8) + 2, 1, np.frombuffer(b"xyz" * 20, np.uint8) + 2, 1]
+  cut = len(stream) - int(round(len(stream) * 0.3))
+  for split, part in (("train", stream[:cut]), ("eval", stream[cut:])):
+    for row in src.sequences(np.arange(40), split):
+      starts = [o for o in range(len(part) - 30) if np.array_equal(part[o:o + 31], row)]
+      assert starts, row  # a window of the stream: byte 0 is id 2, the end of each file is EOD (1)
+
+
+def test_local_text_refuses_a_corpus_too_large_for_memory(tmp_path, monkeypatch):
+  (tmp_path / "a.txt").write_text("x" * 1000)
+  monkeypatch.setattr(text_sources, "MAX_IN_MEMORY_BYTES", 999)
+  with pytest.raises(sources.SourceError, match="python -m scaling.lm.data.prepare") as e:
+    text_sources.LocalText(str(tmp_path / "*.txt"), 32, 0)
+  assert "\n" not in str(e.value)
