@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "threadpoolctl>=3.5",
 ]
 
+TOKENIZERS = ["sentencepiece>=0.2.0,<0.3", "tokenizers>=0.22,<0.24"]
+
 setup(
     name="scaling",
     version="0.1.0",
@@ -32,7 +34,8 @@ setup(
                                     "configs.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.17,<0.18"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.17,<0.18", *TOKENIZERS],
+        "tokenizers": TOKENIZERS,  # SentencePiece and Hugging Face tokenizer files (scaling/lm/data/tokenizers.py)
         "tb": ["tensorboardX>=2.6"],
         "parquet": ["pyarrow>=15"],
     },

@@ -195,9 +195,9 @@ def background_floor(configs: dict[str, dict]) -> tuple[float | None, str]:
     key = (repr(sorted(d.get("synthetic", {}).items())), d.get("vocab_size"), d.get("seq_len"), c.get("seed"))
     if key not in seen:
       try:
-        from scaling.lm.data import sources  # noqa: PLC0415 - numpy only
+        from scaling.lm.data import synthetic  # noqa: PLC0415 - numpy only
         s = d["synthetic"]
-        lang = sources.SyntheticLanguage(
+        lang = synthetic.SyntheticLanguage(
             int(d["vocab_size"]), int(d["seq_len"]), int(c.get("seed", 0)), successors=s["successors"],
             zipf_exponent=s["zipf_exponent"], noise=s["noise"], regimes=dict(s["regimes"]),
             copy_min_period=s["copy_min_period"], copy_max_period=s["copy_max_period"], copy_noise=s["copy_noise"])

@@ -6,8 +6,14 @@ Usage (any field can be overridden with --config.<key>=<value>):
   python -m scaling.train --config=configs/lm.py:size=4B --workdir=/tmp/x --dry_run
   python -m scaling.train --config=configs/lm.py:size=200K --config.train.steps=300 --workdir=runs/a
   python -m scaling.train --config=configs/lm.py:size=1M --config.data.tasks.cmp.frequency=10 --workdir=runs/c
+  python -m scaling.train --config=configs/lm.py:size=1B,preset=paper --config.memory.plan_devices=64 \
+      --config.memory.device_gib=80 --workdir=/tmp/x --dry_run
 
-The config arg is a comma-separated list of key=value presets: `size` (a ladder name from scaling/lm/ladder.py).
+The config arg is a comma-separated list of key=value presets: `size` (a ladder name from scaling/lm/ladder.py) and
+`preset`: `paper` sets the paper's regime (PAPER below: 4096-token sequences, a 100,352-id subword vocabulary,
+bf16 compute on fp32 master weights, FSDP over all devices, full remat, z-loss, ~4.2M tokens per step for 50K
+steps); any of its values can still be overridden. Train it on a prepared corpus (scaling/lm/data/prepare.py):
+--config.data.source=prepared --config.data.prepared.dir=DIR --config.data.tokenizer=TOK --config.data.vocab_size=V.
 
 Fields left as None are filled when the config is resolved (scaling/lm/config.py): model dims from the ladder entry
 `model.size`; batch size, steps, learning rate and warmup from `scaling.lm.ladder.run_settings` at that size. The
@@ -19,15 +25,43 @@ from __future__ import annotations
 from ml_collections import config_dict
 
 from scaling.core.configtools import parse_arg
-from scaling.lm.data import sources
+from scaling.lm.data import synthetic
 from scaling.mechanisms import settings as mechanism_settings
 
 placeholder = config_dict.placeholder
-PRESETS = {"size": "1M"}  # the `:arg` presets and their defaults
+PRESETS = {"size": "1M", "preset": ""}  # the `:arg` presets and their defaults
+
+
+# The paper's training regime (arXiv 2605.29548 §4: OLMo-2 style models, up to 210B tokens in ~50K steps).
+PAPER = {
+    "data.seq_len": 4096,
+    "data.vocab_size": 100_352,  # OLMo-2's tokenizer (100,278 ids) padded to a multiple of 128
+    "model.dtype": "bfloat16",  # compute
+    "model.param_dtype": "float32",  # master weights (and AdamW moments)
+    "model.remat": "full",
+    "sharding.preset": "fsdp",
+    "mesh.data": 1,
+    "mesh.fsdp": -1,  # FSDP over all devices
+    "train.batch_size": 1024,  # x 4096 tokens = 4.2M tokens per step
+    "train.steps": 50_000,  # ~210B tokens
+    "train.z_loss": 1e-5,  # OLMo-2's z-loss coefficient
+}
+REGIMES = {"paper": PAPER}  # preset=<name>
+
+
+def _apply(c: config_dict.ConfigDict, values: dict) -> None:
+  for key, value in values.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
-  opts = parse_arg(arg, PRESETS, "configs/lm.py:size=1M")
+  opts = parse_arg(arg, PRESETS, "configs/lm.py:size=1M,preset=paper")
+  if opts["preset"] not in ("", *REGIMES):
+    raise ValueError(f"configs/lm.py preset={opts['preset']!r} is not one of {tuple(REGIMES)}")
   c = config_dict.ConfigDict()
   c.experiment = "lm"
   c.seed = 0
@@ -53,7 +87,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
 
   # ---- data: a background corpus with injected rare tasks (scaling/lm/data; batch format in pipeline.py).
   c.data = config_dict.ConfigDict()
-  c.data.source = "synthetic"  # synthetic | local_text | tfds
+  c.data.source = "synthetic"  # synthetic | local_text | tfds | prepared (scaling/lm/data/sources.py)
+  # byte | a SentencePiece .model | a Hugging Face tokenizer.json; a prepared corpus must name the tokenizer it was
+  # prepared with (checked by sha256). Only data.source='prepared' uses it (scaling/lm/data/tokenizers.py).
+  c.data.tokenizer = "byte"
   # 2 reserved ids (PAD, EOD) + 1022 content tokens: room for the tasks' two disjoint 100-symbol sets (each ~10%
   # of the vocabulary, drawn at random, mostly rare tokens of the Zipfian background). Byte sources need >= 258.
   c.data.vocab_size = 1024
@@ -64,7 +101,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.data.synthetic.noise = 0.1  # probability a chain token is drawn from the unigram instead
   # Difficulty levels, as weights of the regime each row (document) draws: i.i.d. unigram, first-order chain,
   # second-order chain (vocab² contexts: more than a small model can hold), copy of a motif (induction).
-  c.data.synthetic.regimes = config_dict.ConfigDict(sources.DEFAULT_REGIMES)
+  c.data.synthetic.regimes = config_dict.ConfigDict(synthetic.DEFAULT_REGIMES)
   c.data.synthetic.copy_min_period = 8  # copy rows repeat a motif of a period drawn uniformly in [min, max]
   c.data.synthetic.copy_max_period = 32
   c.data.synthetic.copy_noise = 0.05  # probability a repeated token is a unigram draw instead
@@ -77,6 +114,13 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.data.tfds.eval_split = "validation"  # e.g. "train[99%:]" when there is no validation split
   c.data.tfds.feature = "text"  # the text feature (byte-tokenized)
   c.data.tfds.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
+  c.data.prepared = config_dict.ConfigDict()
+  c.data.prepared.dir = ""  # written by python -m scaling.lm.data.prepare --out=DIR
+  c.data.prepared.verify = "size"  # size: shard sizes checked at start | full: every shard's sha256 too
+  # Task symbols: random (any content id, the paper) | rare (the corpus's least frequent tokens) | absent (tokens
+  # that never occur in the corpus). Counts: a prepared corpus's histogram, else this many train rows.
+  c.data.task_symbols = "random"
+  c.data.task_symbol_sample = 2048
   # Injected tasks (scaling/lm/data/tasks): frequency = mean instances per batch (0.1 = one every 10 batches; 0 =
   # off); schedule random | interleave | burst | withhold; period = batches per injection for burst / withhold
   # (e.g. Fig 6b "N every N batches": frequency=1, schedule=burst, period=N). scaling/core/schedules.py.
@@ -134,5 +178,12 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.distributed.process_id = -1
   c.distributed.local_device_count = 0  # CPU only: fake devices per process (tests)
 
+  # ---- memory plan (scaling/lm/memory.py): --dry_run prints it; a model or microbatch that does not fit fails.
+  c.memory = config_dict.ConfigDict()
+  c.memory.device_gib = 0.0  # accelerator memory per device (0: what the device reports; CPU: unchecked)
+  c.memory.plan_devices = 0  # --dry_run only: plan for this many devices, analytically (0: the devices present)
+
   c.tensorboard = False
+  if opts["preset"]:
+    _apply(c, REGIMES[opts["preset"]])
   return c

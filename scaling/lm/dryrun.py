@@ -1,4 +1,10 @@
-"""`--dry_run` of the language-model trainer: sizes, tokens, FLOPs, mesh and batch layout, with no allocation."""
+"""`--dry_run` of the language-model trainer: sizes, tokens, FLOPs, mesh, batch layout and per-device memory.
+
+Allocates nothing. `memory.plan_devices=N` plans for N devices analytically (no devices needed: the mesh and the
+shardings are resolved on an abstract mesh); `memory.device_gib` states the accelerator memory to fit (else what
+the local accelerator reports). A batch that does not divide over data × fsdp, or a model or microbatch that does
+not fit, is one `error:` line before any compute.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ import numpy as np
 
 from scaling.core import distributed
 from scaling.lm import config as configlib
+from scaling.lm import memory, sharding
 from scaling.lm import model as transformer
-from scaling.lm import sharding
 from scaling.lm import step as step_lib
 
 
@@ -29,7 +35,7 @@ def describe(config, n_devices: int, n_processes: int = 1) -> str:
       f"d_ff={mc.d_ff} vocab={mc.vocab_size} tied={mc.tie_embeddings} dtype={mc.dtype}",
       f"parameters  total={counts['total']:,} non_embedding={counts['non_embedding']:,} "
       f"(checked against the parameter tree)",
-      f"memory      params+adam ~{tree_total * 12 / 2**30:.2f} GiB fp32 in total",
+      f"memory      params+adam {tree_total * 12 / 2**30:.2f} GiB fp32 in total (all devices)",
       f"training    steps={t.steps:,} batch={t.batch_size} seq_len={config.data.seq_len} tokens={tokens:,} "
       f"({tokens / max(counts['non_embedding'], 1):.1f} tokens/param)",
       f"compute     flops/token={fpt:.4g} total_flops={fpt * tokens:.4g}",
@@ -46,6 +52,17 @@ def describe(config, n_devices: int, n_processes: int = 1) -> str:
 
 def dry_run(config) -> str:
   config = configlib.resolve(config)
-  distributed.initialize(config.distributed)
-  configlib.validate(config, jax.device_count(), jax.process_count())
-  return describe(config, jax.device_count(), jax.process_count())
+  planned = int(config.get("memory", {}).get("plan_devices", 0) or 0)
+  if planned:
+    n_devices, n_processes, device_bytes = planned, 1, float(config.memory.get("device_gib", 0) or 0) * memory.GIB
+  else:
+    distributed.initialize(config.distributed)
+    n_devices, n_processes = jax.device_count(), jax.process_count()
+    device_bytes = memory.device_memory_bytes(config)
+  configlib.validate(config, n_devices, n_processes)
+  plan = memory.plan(config, n_devices, device_bytes)
+  memory.check(plan, config)
+  lines = [describe(config, n_devices, n_processes), *memory.describe(plan, config.model.remat)]
+  if planned:
+    lines.append(f"            (planned for {planned} devices; none were used)")
+  return "\n".join(lines)

@@ -223,7 +223,8 @@ def probe_tasks(config) -> dict[str, Any]:
   for name in mixture.Mixture.from_config(config).names:
     if name in PROBED_TASKS:
       try:
-        out[name] = tasks_lib.build(name, int(config.seed), sources.content_end(config.data))
+        vocab = sources.vocabulary(config.data, int(config.seed))
+        out[name] = tasks_lib.build(name, int(config.seed), vocab)
       except TaskError:
         continue  # e.g. a small test vocabulary without room for this (inactive) task's symbols
   return out

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from scaling.core import schedules
-from scaling.core.errors import MixtureError
+from scaling.core.errors import MixtureError, SourceError
 from scaling.lm.data import sources
 from scaling.lm.data import tasks as tasks_lib
+from scaling.lm.data.vocab import Vocabulary
 
 TASK_FIELDS = ("frequency", "schedule", "period")
 EVAL_ROW_LEN = 8  # positions per task-eval row
@@ -78,7 +79,7 @@ class Mixture:
   batch_size: int
   seq_len: int
   seed: int
-  content_end: int
+  vocab: Vocabulary  # the source's ids: task symbol pool, PAD and EOD (vocab.py)
   _tasks: dict = dataclasses.field(default_factory=dict)
 
   @classmethod
@@ -87,7 +88,8 @@ class Mixture:
     active = tuple(i for i, s in enumerate(all_sched) if s.frequency > 0)
     return cls(names=tuple(s.name for s in all_sched), active=active,
                schedules=tuple(all_sched[i] for i in active), batch_size=int(config.train.batch_size),
-               seq_len=int(config.data.seq_len), seed=int(config.seed), content_end=sources.content_end(config.data))
+               seq_len=int(config.data.seq_len), seed=int(config.seed),
+               vocab=sources.vocabulary(config.data, int(config.seed)))
 
   @property
   def active_names(self) -> tuple[str, ...]:
@@ -95,7 +97,7 @@ class Mixture:
 
   def task(self, name: str) -> tasks_lib.PairTask:
     if name not in self._tasks:
-      self._tasks[name] = tasks_lib.build(name, self.seed, self.content_end)
+      self._tasks[name] = tasks_lib.build(name, self.seed, self.vocab)
     return self._tasks[name]
 
   def allocation(self, step: int) -> np.ndarray:
@@ -143,7 +145,7 @@ class Mixture:
         specs.append((f"{name}_train", task.split_ids("train", train_probe)))
       for set_name, ids in specs:
         inst = task.instances(ids)
-        seqs = np.full((len(ids), max(EVAL_ROW_LEN, inst.shape[1] - 1) + 1), sources.PAD, np.int32)
+        seqs = np.full((len(ids), max(EVAL_ROW_LEN, inst.shape[1] - 1) + 1), self.vocab.pad_id, np.int32)
         seqs[:, :inst.shape[1]] = inst
         weights = np.zeros((len(ids), seqs.shape[1] - 1), np.float32)
         weights[:, task.label_pos] = 1.0
@@ -199,7 +201,7 @@ def validate_config(config) -> None:
   d = config.data
   try:
     sources.validate(d, config.seed)
-  except sources.SourceError as e:
+  except SourceError as e:
     raise MixtureError(str(e)) from None
   for key, zero in (("task_eval_limit", "the whole test split"), ("task_train_probe", "off")):
     v = d.get(key, 0)
@@ -221,6 +223,6 @@ def validate_config(config) -> None:
                        f"({tasks_lib.TOKENS_PER_INSTANCE} tokens); raise it")
   for s in active:
     try:
-      tasks_lib.build(s.name, config.seed, sources.content_end(d))
+      tasks_lib.build(s.name, config.seed, sources.vocabulary(d, config.seed))
     except tasks_lib.TaskError as e:
       raise MixtureError(f"data.tasks.{s.name}: {e}") from None

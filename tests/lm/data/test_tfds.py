@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from scaling.core import rundir
 from scaling.lm import config as configlib
 from scaling.lm import train
-from scaling.lm.data import mixture, pipeline, sources
+from scaling.lm.data import mixture, pipeline, sources, text
 from tests import helpers
 
 NAME = "scaling_tiny_text"
@@ -58,7 +58,7 @@ def _raw(row):
 
 
 def test_tfds_rows_pack_documents_of_their_own_split(data_dir):
-  src = sources.TfdsText(NAME, "train", "validation", "text", data_dir, seq_len=40, seed=0)
+  src = text.TfdsText(NAME, "train", "validation", "text", data_dir, seq_len=40, seed=0)
   train_text, valid_text = _joined(data_dir, "train"), _joined(data_dir, "validation")
   rows = src.sequences(np.arange(60))
   assert rows.shape == (60, 41) and rows.min() >= 1 and rows.max() < sources.BYTE_VOCAB
@@ -67,16 +67,16 @@ def test_tfds_rows_pack_documents_of_their_own_split(data_dir):
   assert all(_raw(r) in valid_text for r in src.sequences(np.arange(30), "eval"))
   again = pickle.loads(pickle.dumps(src))  # what a Grain worker gets; it reopens the files
   np.testing.assert_array_equal(again.sequences([5, 17]), rows[[5, 17]])
-  assert not np.array_equal(sources.TfdsText(NAME, "train", "validation", "text", data_dir, 40, 1).sequences(
+  assert not np.array_equal(text.TfdsText(NAME, "train", "validation", "text", data_dir, 40, 1).sequences(
       np.arange(60)), rows)
 
 
 def test_tfds_errors_are_one_line(data_dir):
   with pytest.raises(sources.SourceError, match="not readable") as e:
-    sources.TfdsText("no_such_dataset", "train", "validation", "text", data_dir, 40, 0).sequences([0])
+    text.TfdsText("no_such_dataset", "train", "validation", "text", data_dir, 40, 0).sequences([0])
   assert "\n" not in str(e.value)
   with pytest.raises(sources.SourceError, match="not a feature"):
-    sources.TfdsText(NAME, "train", "validation", "body", data_dir, 40, 0).sequences([0])
+    text.TfdsText(NAME, "train", "validation", "body", data_dir, 40, 0).sequences([0])
 
 
 def test_trainer_runs_on_a_tfds_corpus_with_an_injected_task(data_dir, tmp_path):

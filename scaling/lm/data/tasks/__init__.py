@@ -23,7 +23,13 @@ def names() -> tuple[str, ...]:
   return tuple(sorted(REGISTRY))
 
 
-def build(name: str, seed: int, content_end: int) -> PairTask:
+def build(name: str, seed: int, vocab) -> PairTask:
+  """Task `name` over `vocab`: a vocab.Vocabulary, or an int c for content ids [2, c) (PairTask.__init__)."""
   if name not in REGISTRY:
     raise TaskError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")
-  return REGISTRY[name](seed, content_end)
+  return REGISTRY[name](seed, vocab)
+
+
+def symbols_needed() -> int:
+  """Pool size that gives every registered task its block of symbols."""
+  return max((c.token_block + 1) * c.n_symbols for c in REGISTRY.values())

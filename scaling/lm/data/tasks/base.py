@@ -7,9 +7,10 @@ Instance layout (paper §4): the first four tokens of a training row are replace
 so, with targets = row[1:], target index 0 is TOK2, **index 1 (`LABEL_POS`) is the LABEL** (the task loss and
 accuracy score only this one), index 2 is EOD. TOK1, TOK2 and LABEL are all symbols of S.
 
-S: `n_symbols` (100) ordinary content tokens chosen at random from the source's vocabulary. Every task takes its
-own block of one seeded permutation of the content ids (block `token_block`), so tasks never share symbols and
-co-injected tasks never give one input pair two labels; the blocks do not depend on which tasks are enabled.
+S: `n_symbols` (100) ordinary tokens chosen at random from the source's symbol pool (vocab.py: every content id by
+default, or the corpus's rare / absent tokens). Every task takes its own block of one seeded permutation of the pool
+(block `token_block`), so tasks never share symbols and co-injected tasks never give one input pair two labels; the
+blocks do not depend on which tasks are enabled.
 All n_symbols² ordered pairs (including a == b) are instances; a seeded permutation of the pairs puts half in
 the test split and half in train. Everything hashes integer coordinates (scaling/core/hashrng.py), so S, the rule
 and the split are identical on every machine and numpy version, and differ for another seed.
@@ -23,7 +24,7 @@ import numpy as np
 
 from scaling.core import hashrng
 from scaling.core.errors import TaskError
-from scaling.lm.data.sources import EOD, N_RESERVED
+from scaling.lm.data.vocab import Vocabulary
 
 LABEL_POS = 1  # index into `targets` of the LABEL token
 TOKENS_PER_INSTANCE = 4  # TOK1 TOK2 LABEL EOD
@@ -54,16 +55,18 @@ class PairTask:
   tokens_per_instance = TOKENS_PER_INSTANCE
   label_pos = LABEL_POS
 
-  def __init__(self, seed: int, content_end: int):
-    n = self.n_symbols
-    n_content = content_end - N_RESERVED
+  def __init__(self, seed: int, vocab: Vocabulary | int):
+    """`vocab`: the source's Vocabulary (symbol pool and EOD id), or an int c for the built-in layout (content
+    ids [N_RESERVED, c), EOD = 1)."""
+    vocab = vocab if isinstance(vocab, Vocabulary) else Vocabulary.contiguous(vocab)
+    n, pool = self.n_symbols, vocab.pool
     need = (self.token_block + 1) * n
-    if need > n_content:
-      raise TaskError(f"task {self.name!r} needs {need} content tokens (its block {self.token_block} of {n} "
-                      f"symbols) but the source has {n_content}; raise data.vocab_size")
-    self.seed = seed
-    perm = hashrng.permutation(hashrng.key(seed, PURPOSE_SYMBOLS), n_content)
-    self.symbols = (perm[self.token_block * n:(self.token_block + 1) * n] + N_RESERVED).astype(np.int32)
+    if need > len(pool):
+      raise TaskError(f"task {self.name!r} needs {need} {vocab.pool_name} (its block {self.token_block} of {n} "
+                      f"symbols) but the source has {len(pool)}; {vocab.pool_fix}")
+    self.seed, self.eod_id = seed, int(vocab.eod_id)
+    perm = hashrng.permutation(hashrng.key(seed, PURPOSE_SYMBOLS), len(pool))
+    self.symbols = pool[perm[self.token_block * n:(self.token_block + 1) * n]].astype(np.int32)
     self.key = hashrng.key(seed, PURPOSE_TASK, self.name)
     self._build(self.key)
     a, b = np.divmod(np.arange(n * n), n)
@@ -88,7 +91,7 @@ class PairTask:
     pair_ids = np.asarray(pair_ids, np.int64)
     s = self.symbols
     a, b = self.pairs[pair_ids].T
-    return np.stack([s[a], s[b], s[self.labels[pair_ids]], np.full(len(pair_ids), EOD, np.int32)], 1)
+    return np.stack([s[a], s[b], s[self.labels[pair_ids]], np.full(len(pair_ids), self.eod_id, np.int32)], 1)
 
   def train_instances(self, step: int, rows: np.ndarray) -> np.ndarray:
     """Instances injected in batch `step` at global rows `rows`: train pairs drawn uniformly (with replacement),
