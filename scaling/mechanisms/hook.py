@@ -47,15 +47,23 @@ DEFAULTS: dict[str, Any] = {
     "interference_rank_by": "task",
     "interference_task_instances": 0,
     "interference_chunk": 1024,
+    "interference_split": "label",
     "probe_every": 0,
     "probe_contexts": 10,
     "probe_pcs": 50,
+    "probe_fourier_rule": "absolute",
+    "probe_fourier_min_variance": 0.01,
+    "probe_fourier_alpha": 0.01,
+    "probe_fourier_null_draws": 1000,
     "probe_fourier_threshold": 3.0,
     "retention": True,
     "retention_eval_limit": 1000,
 }
 _NON_NEGATIVE = ("interference_every", "interference_task_instances", "probe_every", "retention_eval_limit")
-_POSITIVE = ("interference_top_k", "interference_chunk", "probe_contexts", "probe_pcs")
+_POSITIVE = ("interference_top_k", "interference_chunk", "probe_contexts", "probe_pcs", "probe_fourier_null_draws")
+_CHOICES = {"interference_rank_by": ("task", "batch"), "interference_split": ("label", "instance"),
+            "probe_fourier_rule": ("absolute", "relative")}
+_FRACTIONS = {"probe_fourier_min_variance": (0.0, True), "probe_fourier_alpha": (0.0, False)}  # (low, inclusive)
 _BOOLS = ("interference_at_injections", "retention")
 
 
@@ -82,11 +90,20 @@ def validate_config(config) -> None:
   for k in _BOOLS:
     if not isinstance(s[k], bool):
       raise ConfigError(f"mechanisms.{k}={s[k]!r} must be True or False")
-  if s["interference_rank_by"] not in ("task", "batch"):
-    raise ConfigError(f"mechanisms.interference_rank_by={s['interference_rank_by']!r} must be 'task' or 'batch'")
+  for k, choices in _CHOICES.items():
+    if s[k] not in choices:
+      raise ConfigError(f"mechanisms.{k}={s[k]!r} must be " + " or ".join(repr(c) for c in choices))
   t = s["probe_fourier_threshold"]
   if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
     raise ConfigError(f"mechanisms.probe_fourier_threshold={t!r} must be a positive number (× the uniform share)")
+  for k, (low, inclusive) in _FRACTIONS.items():
+    v = s[k]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low <= v < 1 if inclusive else low < v < 1):
+      raise ConfigError(f"mechanisms.{k}={v!r} must be a number in {'[' if inclusive else '('}{low:g}, 1)")
+  if s["probe_fourier_null_draws"] * s["probe_fourier_alpha"] < 1:
+    raise ConfigError(f"mechanisms.probe_fourier_null_draws={s['probe_fourier_null_draws']} is too few for "
+                      f"probe_fourier_alpha={s['probe_fourier_alpha']}; use at least "
+                      f"{math.ceil(1 / s['probe_fourier_alpha'])}")
   if s["interference_every"] or s["interference_at_injections"]:
     from scaling.lm.data import mixture  # noqa: PLC0415
     if not mixture.Mixture.from_config(config).active:
