@@ -85,6 +85,8 @@ def test_relative_rule_is_available(probe_setup):
   rel = probes.Probes(setup, pr.tasks, fourier_rule="relative")
   got = rel.measure(_constructed(params, pr, True, 1.0))
   assert got["probe/add/fourier_modes"] == len(MODES)
+  from_settings = probes.from_config(setup, {"probe_fourier_rule": "relative", "probe_fourier_alpha": 0.05})
+  assert (from_settings.fourier_rule, from_settings.alpha, from_settings.min_variance) == ("relative", 0.05, 0.01)
   with pytest.raises(probes.ProbeError, match="probe_fourier_rule='typo' is not one of absolute, relative"):
     probes.Probes(setup, pr.tasks, fourier_rule="typo")
 
