@@ -46,6 +46,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -89,12 +90,19 @@ def ridge_gcv(z_NxK: np.ndarray, y_N: np.ndarray):
 
 
 def pca_scores(x_PxD: np.ndarray, n_pcs: int = 50) -> np.ndarray:
-  """(P, K) projections of the centred vectors on their top K = min(n_pcs, D, P − 1) principal components."""
+  """(P, K) projections of the centred vectors on their top K = min(n_pcs, D, P − 1) principal components.
+
+  Only the top K eigenpairs of the smaller Gram matrix (D×D or P×P) are computed: the same scores as an SVD (up
+  to signs, which no regression sees) at a fraction of its cost for wide models."""
   x = np.asarray(x_PxD, np.float64)
   x = x - x.mean(0)
-  k = max(1, min(int(n_pcs), x.shape[1], x.shape[0] - 1))
-  u, s, _ = np.linalg.svd(x, full_matrices=False)
-  return u[:, :k] * s[:k]
+  p, d = x.shape
+  k = max(1, min(int(n_pcs), d, p - 1))
+  if d <= p:
+    _, v_DxK = scipy.linalg.eigh(x.T @ x, subset_by_index=[d - k, d - 1])
+    return x @ v_DxK[:, ::-1]
+  lam, u_PxK = scipy.linalg.eigh(x @ x.T, subset_by_index=[p - k, p - 1])
+  return u_PxK[:, ::-1] * np.sqrt(np.clip(lam[::-1], 0.0, None))
 
 
 def _r2(y: np.ndarray, pred: np.ndarray) -> float:

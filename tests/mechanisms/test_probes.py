@@ -139,3 +139,14 @@ def test_scores_on_synthetic_vectors():
   x[:, 3] += 0.5 * rank[sym]
   assert probes.order_r2(x, sym, rank) > 0.95
   assert probes.order_r2(x, sym, rng.permutation(rank)) < 0.2
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (60, 200)])
+def test_pca_scores_equal_the_svd_projections(shape):
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=shape) * rng.uniform(0.1, 2.0, size=shape[1]) + 3.0
+  xc = x - x.mean(0)
+  u, s, _ = np.linalg.svd(xc, full_matrices=False)
+  z = probes.pca_scores(x, 20)
+  assert z.shape == (shape[0], 20)
+  np.testing.assert_allclose(np.abs(z), np.abs(u[:, :20] * s[:20]), rtol=1e-7, atol=1e-9 * s[0])
