@@ -14,13 +14,17 @@ exactly over the frequencies k = 1 … n/2 (k and n − k folded; Parseval). Two
                         (2) is the scale: a faint exact mode under unit-scale other content is no feature of the
                         representation. Each compares powers inside one representation, so the count does not
                         change when the representation is rescaled, and m equal modes count as m while the
-                        modes stand out of the noise.
+                        modes stand out of the noise. The null spreads the modes' own power over all
+                        frequencies, so it grows conservative as the modes fill the spectrum (30 of 50 need
+                        less non-periodic symbol content than 3 do; README "Mechanism metrics").
   "relative"            the previous rule: k is present when its share of the symbol means' periodic power
                         exceeds `probe_fourier_threshold` × 1/(n/2). It looks only at the shares, so m equal modes
-                        hold 1/m each and more than n/(2·threshold) of them (16 at the default 3) count as none,
+                        hold 1/m each and more than n/(2·threshold) of them (17 or more at the default 3) count as none,
                         and a lone mode counts at any amplitude against any content outside the symbol means.
 
-Shares reported next to the count (`probe/add/fourier_var`) are fractions of the total occurrence variance.
+The total in (2) is a variance, not a mean squared norm: the mean vector is the same for every occurrence, says
+nothing about which symbol is there, and residual streams carry large near-constant directions that would otherwise
+swamp every share. Shares reported next to the count (`probe/add/fourier_var`) are fractions of that total.
 """
 
 from __future__ import annotations
