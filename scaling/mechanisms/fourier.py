@@ -19,8 +19,9 @@ exactly over the frequencies k = 1 … n/2 (k and n − k folded; Parseval). Two
                         less non-periodic symbol content than 3 do; README "Mechanism metrics").
   "relative"            the previous rule: k is present when its share of the symbol means' periodic power
                         exceeds `probe_fourier_threshold` × 1/(n/2). It looks only at the shares, so m equal modes
-                        hold 1/m each and more than n/(2·threshold) of them (17 or more at the default 3) count as none,
-                        and a lone mode counts at any amplitude against any content outside the symbol means.
+                        hold 1/m each and more than n/(2·threshold) of them (17 or more at the default 3) count
+                        as none, and a lone mode counts at any amplitude against any content outside the symbol
+                        means.
 
 The total in (2) is a variance, not a mean squared norm: the mean vector is the same for every occurrence, says
 nothing about which symbol is there, and residual streams carry large near-constant directions that would otherwise
