@@ -34,10 +34,7 @@ class InterferenceCallback(Callback):
     self.every = s["interference_every"]
     self.injection_tasks = ([x for x in self.mix.schedules if x.schedule in INJECTION_SCHEDULES]
                             if s["interference_at_injections"] else [])
-    names = self.mix.active_names
-    gr_rows = [interference.task_rows(self.mix.task(n), s["interference_task_instances"]) for n in names]
-    self.interference = interference.Interference(setup, self.mix.active, names, gr_rows, s["interference_top_k"],
-                                                  s["interference_rank_by"], s["interference_chunk"])
+    self.interference = interference.from_settings(setup, self.mix, s)
     self.source = sources.make_source(config.data, config.seed)
     self.rows = pipeline.local_rows(config.train.batch_size, jax.process_index(), jax.process_count())
 
@@ -61,9 +58,9 @@ class ProbeCallback(Callback):
 
   at_end = False
 
-  def __init__(self, setup, every: int):
-    self.every = int(every)
-    self.probes = probes.from_config(setup)
+  def __init__(self, setup, s: dict):
+    self.every = int(s["probe_every"])
+    self.probes = probes.from_config(setup, s)
 
   def __call__(self, loop, step: int):
     return self.probes.measure(loop.state["params"])
@@ -78,7 +75,7 @@ def build(config, setup) -> list[Callback]:
   if s["interference_every"] or (s["interference_at_injections"] and has_injections):
     out.append(InterferenceCallback(config, setup, s))
   if s["probe_every"]:
-    out.append(ProbeCallback(setup, s["probe_every"]))
+    out.append(ProbeCallback(setup, s))
   if s["retention"] and retention.tracked(mix):
     out.append(retention.Retention(setup, mix, s["retention_eval_limit"]))
   return out

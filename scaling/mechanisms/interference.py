@@ -6,22 +6,32 @@ gradient vector is their concatenation (3·D). The top-K neurons by the norm of 
 `mechanisms.interference_top_k`; ranked by the task gradient g_r, or the batch gradient g with
 `interference_rank_by="batch"`) give a K·3·D vector on which, per active task t:
 
-  g_r     gradient of the task loss: mean LABEL-token cross-entropy over the task's train instances (all 5000, or
-          `interference_task_instances` of them), each a row TOK1 TOK2 (all the LABEL's causal context). LABEL only,
-          because TOK2 is random given TOK1 and EOD is trivial: the LABEL is what the task asks the model to learn.
+  g_r     gradient of the task loss: mean LABEL-token cross-entropy over the task's train instances (all 5000 by
+          default, as in the paper, or `interference_task_instances` of them), each a row TOK1 TOK2 (all the
+          LABEL's causal context). LABEL only, because TOK2 is random given TOK1 and EOD is trivial: the LABEL is
+          what the task asks the model to learn.
   g       the batch gradient of the training objective (CE + z-loss, mean over weighted tokens, before clipping),
           i.e. the gradient the optimizer is about to use.
-  g_t     the part of g from task t's tokens (`task_mask == t + 1`: TOK2, LABEL, EOD targets of its instances),
-  g_nt    the rest (background tokens and other tasks' tokens): g = g_t + g_nt exactly (same denominator).
+  g_t     the part of g from task t's tokens, by `interference_split`:
+            "label" (default)  the LABEL targets of task t's instances only (`task_mask == t + 1` at target
+                               index LABEL_POS): the same loss as g_r, on the batch's instances, so g_t ∝ g_r
+                               when the batch held every train instance once;
+            "instance"         all of the instance's targets (`task_mask == t + 1`: TOK2, LABEL, EOD), the
+                               definition before the split was an option.
+  g_nt    the rest of g: background tokens, other tasks' tokens and (split "label") task t's TOK2/EOD targets.
+          g = g_t + g_nt exactly: every part shares the denominator, and the non-task part is the complement of
+          the union of the measured tasks' masks.
 
-and records interference/<task>/{cos_g_gr, cos_gt_gr, cos_gnt_gr, norm_g, norm_gt, norm_gnt, norm_gr, k}.
-cos_gt_gr is left out when the batch holds no token of the task (g_t = 0 has no direction).
+and records interference/<task>/{cos_g_gr, cos_gt_gr, cos_gnt_gr, norm_g, norm_gt, norm_gnt, norm_gr, k}
+(the names are the same under both splits; the run's config says which one was used). cos_gt_gr is left out when
+the batch holds no token of the task in the split (g_t = 0 has no direction).
 
 Cost: the split takes one forward pass and one backward pass whose cotangent carries 1 + T masks at once (`vmap` of
 the VJP of the per-token loss: the forward and its residuals are shared, only the backward is batched), instead of
-a backward pass per mask. Only layer 0's MLP weights are differentiated: layers 1… run as constants, so their
-weight gradients are never formed. g_r is a scan over chunks of instance rows. Everything runs under the training
-mesh and sharding rules.
+a backward pass per mask; both splits cost the same. Only layer 0's MLP weights are differentiated: layers 1… run
+as constants, so their weight gradients are never formed. g_r is a scan over chunks of instance rows (2 positions
+each, 10,000 positions per task for all 5000 instances); `benchmarks/interference_overhead.py` prints what it costs
+next to a train step. Everything runs under the training mesh and sharding rules.
 """
 
 from __future__ import annotations
@@ -36,11 +46,14 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from scaling.core.errors import ConfigError
 from scaling.lm import evaluate, losses, sharding
+from scaling.lm.data.tasks.base import LABEL_POS
 
 MLP_KEYS = ("w_gate", "w_up", "w_down")
 METRICS = ("cos_g_gr", "cos_gt_gr", "cos_gnt_gr", "norm_g", "norm_gt", "norm_gnt", "norm_gr", "k")
 RANK_BY = ("task", "batch")
+SPLITS = ("label", "instance")
 
 
 def layer_slice(params, start: int, stop: int | None):
@@ -122,10 +135,14 @@ class Interference:
 
   def __init__(self, setup, task_ids: Sequence[int], task_names: Sequence[str],
                gr_rows: Sequence[dict[str, np.ndarray]], top_k: int = 64, rank_by: str = "task",
-               chunk: int = 1024):
+               chunk: int = 1024, split: str = "label", label_pos: int = LABEL_POS):
     """gr_rows[i]: task_ids[i]'s g_r rows (`task_rows`), any count; chunked here to `chunk` rows (rounded up to
-    the data-parallel size)."""
+    the data-parallel size). split: "label" or "instance" (module docstring); label_pos: the LABEL's target index."""
+    if split not in SPLITS or rank_by not in RANK_BY:
+      raise ConfigError(f"interference split={split!r}, rank_by={rank_by!r}: use split in {SPLITS}, rank_by in "
+                        f"{RANK_BY}")
     self.setup = setup
+    self.split, self.label_pos = split, int(label_pos)
     self.names = tuple(task_names)
     self.ids = tuple(int(t) for t in task_ids)
     mesh = setup.mesh
@@ -146,14 +163,21 @@ class Interference:
     obj_BxL, _ = losses.token_objective(logits_BxLxV, batch["targets"], self.setup.config.train.z_loss)
     return obj_BxL * batch["weights"].astype(jnp.float32)
 
+  def task_masks(self, task_mask_BxL):
+    """(T, B, L) bool: the targets whose loss makes up g_t of each measured task (module docstring)."""
+    masks = jnp.stack([task_mask_BxL == t + 1 for t in self.ids])
+    if self.split == "label":
+      masks = masks & (jnp.arange(task_mask_BxL.shape[-1]) == self.label_pos)
+    return masks
+
   def split_grads(self, params, batch):
     """Layer-0 MLP gradients of the batch objective restricted to M masks, in one pass: (M, ...) per weight.
 
-    Mask 0 is the non-task tokens (`task_mask == 0`), mask 1 + i task `ids[i]`'s tokens; all share the
+    Mask 1 + i is task `ids[i]`'s tokens under the split (`task_masks`), mask 0 everything else; all share the
     denominator Σ weights, so they sum to the full batch gradient."""
     mlp0 = mlp0_of(params)
-    masks = [batch["task_mask"] == 0] + [batch["task_mask"] == t + 1 for t in self.ids]
-    masks_MxBxL = jnp.stack(masks).astype(jnp.float32)
+    task_TxBxL = self.task_masks(batch["task_mask"])
+    masks_MxBxL = jnp.concatenate([~jnp.any(task_TxBxL, axis=0, keepdims=True), task_TxBxL]).astype(jnp.float32)
     denom = jnp.maximum(jnp.sum(batch["weights"].astype(jnp.float32)), 1.0)
     accum = int(self.setup.config.train.grad_accum)
 
@@ -211,6 +235,15 @@ class Interference:
   def measure(self, params, batch) -> dict[str, Any]:
     """interference/<task>/<metric> floats (one host sync)."""
     return to_record(jax.device_get(self.measure_device(params, batch)))
+
+
+def from_settings(setup, mix, s: dict[str, Any]) -> Interference:
+  """The measurement for every active task of mixture `mix` with the `interference_*` settings `s` (the
+  mechanisms settings dict, scaling/mechanisms/settings.py settings(config))."""
+  names = mix.active_names
+  rows = [task_rows(mix.task(n), s["interference_task_instances"]) for n in names]
+  return Interference(setup, mix.active, names, rows, s["interference_top_k"], s["interference_rank_by"],
+                      s["interference_chunk"], s["interference_split"])
 
 
 def to_record(values: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -4,21 +4,32 @@ Both probes read the residual stream at the task-token positions: the model is f
 and 1 of an instance, exactly where training puts them) for `probe_contexts` rounds of 100 rows (i, π_r(i)) with
 π_r a seeded permutation of the symbols, so every symbol occurs the same number of times at each position, in
 varied contexts. Residual streams are indexed by layer: l0 = the token embeddings, l<i> = the output of block i−1
-(after i blocks); "the first layer's residual stream" is l1.
+(after i blocks); "the first layer's residual stream" is l1. Unsuffixed T_CMP keys are l1.
 
-  probe/cmp/order_r2[_l<i>]   T_CMP order probe: PCA of the residual vectors at both positions (top
-                              `probe_pcs` = 50 components), then least-squares regression (with intercept) to the
-                              token's rank in the hidden order. Held out by *symbol*: 5 folds of the 100 symbols
-                              (seeded), each predicted by a regression fit on the other four; R² = 1 − SSE/SST over
-                              all out-of-fold predictions. A linear order feature generalises to unseen symbols
-                              (R² → 1); identity memorised through 50 dimensions does not (random init: R² ≤ ~0).
-                              The unsuffixed key is l1.
-  probe/add/fourier_modes[_l<i>]  T_ADD Fourier probe: each symbol's mean residual vector, rows ordered by the
-                              hidden bijection φ (row n = symbol φ⁻¹(n)), centred, DFT over Z_100; the power of
-                              frequency k (k and 100−k folded, k = 1 … 50) summed over the model dimension, as a
-                              share of the total. A mode is present when its share exceeds
-                              `probe_fourier_threshold` (3) × the uniform share 1/50, i.e. 6%. Per layer, and
+  probe/cmp/order_r2[_l<i>]   T_CMP order probe, held out by symbol (**the score Fig 7 plots**): PCA of the
+                              residual vectors at both positions (top `probe_pcs` = 50 components); each symbol's
+                              mean PC scores; ridge regression (with intercept, penalty by generalised cross-
+                              validation) to the symbol's rank in the hidden order, fit on 4 of 5 seeded folds of
+                              the 100 symbols and scored on the fifth; R² = 1 − SSE/SST over all out-of-fold
+                              predictions. A linear order feature generalises to unseen symbols (R² → 1); symbol
+                              identity memorised through 50 dimensions does not (no order information: R² ≈ 0).
+  probe/cmp/order_r2_paper[_l<i>]  The paper's definition: the same top-50 PCs, least squares from the PC scores of
+                              every occurrence to its symbol's rank, in-sample R². Nothing is held out, so its
+                              chance level is not 0: K components fit ≈ K/(n_distinct − 1) of the rank's variance
+                              for any representation (≈ 0.5 when the 100 symbols' occurrences barely depend on
+                              context, as in the first layers). Logged for comparison with the paper's numbers;
+                              Fig 7 uses order_r2 because its zero means "no order feature" at every size.
+  probe/add/fourier_modes[_l<i>]  T_ADD Fourier count (scaling/mechanisms/fourier.py): each symbol's mean residual
+                              vector, rows in the order of the hidden bijection φ, DFT over Z_100, the variance at
+                              each frequency k = 1 … 50 (k and 100−k folded). Rule `probe_fourier_rule`:
+                              "absolute" (default) counts k when it beats a permutation null over symbol
+                              relabellings (family-wise level `probe_fourier_alpha` = 0.01, 1000 relabellings)
+                              and holds ≥ `probe_fourier_min_variance` = 1% of the total variance of the residual
+                              vectors (context included); "relative" is the earlier rule (share of the periodic
+                              power > `probe_fourier_threshold` × 1/50), blind to scale. Per layer, and
                               unsuffixed: the number of distinct modes present in at least one layer.
+  probe/add/fourier_var[_l<i>]  The fraction of the total variance held by the modes counted in that layer;
+                              unsuffixed: the largest over layers.
 
 Command line (prints one JSON line):
 
@@ -35,6 +46,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -47,6 +59,7 @@ from scaling.lm import sharding
 from scaling.lm import step as step_lib
 from scaling.lm.data import mixture, sources
 from scaling.lm.data import tasks as tasks_lib
+from scaling.mechanisms import fourier
 from scaling.mechanisms.interference import layer_slice, put_global
 from scaling.mechanisms.settings import settings
 
@@ -78,6 +91,53 @@ def ridge_gcv(z_NxK: np.ndarray, y_N: np.ndarray):
   return lambda z: (z - mu_z) @ coef + mu_y
 
 
+def pca_scores(x_PxD: np.ndarray, n_pcs: int = 50) -> np.ndarray:
+  """(P, K) projections of the centred vectors on their top K = min(n_pcs, D, P − 1) principal components.
+
+  Only the top K eigenpairs of the smaller Gram matrix (D×D or P×P) are computed: the same scores as an SVD (up
+  to signs, which no regression sees) at a fraction of its cost for wide models."""
+  x = np.asarray(x_PxD, np.float64)
+  x = x - x.mean(0)
+  p, d = x.shape
+  k = max(1, min(int(n_pcs), d, p - 1))
+  if d <= p:
+    _, v_DxK = scipy.linalg.eigh(x.T @ x, subset_by_index=[d - k, d - 1])
+    return x @ v_DxK[:, ::-1]
+  lam, u_PxK = scipy.linalg.eigh(x @ x.T, subset_by_index=[p - k, p - 1])
+  return u_PxK[:, ::-1] * np.sqrt(np.clip(lam[::-1], 0.0, None))
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+  sst = np.sum((y - y.mean()) ** 2)
+  return float(1.0 - np.sum((y - pred) ** 2) / sst) if sst > 0 else 0.0
+
+
+def heldout_order_r2(z_PxK: np.ndarray, symbol_P: np.ndarray, rank_S: np.ndarray,
+                     fold_S: np.ndarray | None = None) -> float:
+  """`order_r2` on given PC scores: per-symbol means, ridge fit on the other folds' symbols, pooled R²."""
+  n = len(rank_S)
+  counts = np.bincount(symbol_P, minlength=n)
+  seen = np.flatnonzero(counts)
+  z_SxK = np.zeros((n, z_PxK.shape[1]))
+  np.add.at(z_SxK, symbol_P, z_PxK)
+  z_SxK = z_SxK[seen] / counts[seen, None]
+  y = np.asarray(rank_S, np.float64)[seen]
+  fold = (np.arange(n) % N_FOLDS if fold_S is None else np.asarray(fold_S))[seen]
+  pred = np.empty_like(y)
+  for f in np.unique(fold):
+    test = fold == f
+    pred[test] = ridge_gcv(z_SxK[~test], y[~test])(z_SxK[test])
+  return _r2(y, pred)
+
+
+def in_sample_order_r2(z_PxK: np.ndarray, symbol_P: np.ndarray, rank_S: np.ndarray) -> float:
+  """`order_r2_paper` on given PC scores: least squares (with intercept) over the occurrences, in-sample R²."""
+  y = np.asarray(rank_S, np.float64)[symbol_P]
+  a = np.concatenate([np.ones((len(y), 1)), z_PxK], axis=1)
+  coef = np.linalg.lstsq(a, y, rcond=None)[0]
+  return _r2(y, a @ coef)
+
+
 def order_r2(x_PxD: np.ndarray, symbol_P: np.ndarray, rank_S: np.ndarray, n_pcs: int = 50,
              fold_S: np.ndarray | None = None) -> float:
   """Held-out-symbol R² of a linear map from the top PCs of the residual vectors to the hidden rank.
@@ -88,42 +148,16 @@ def order_r2(x_PxD: np.ndarray, symbol_P: np.ndarray, rank_S: np.ndarray, n_pcs:
   folds' symbols, its penalty chosen by generalised cross-validation (plain least squares with 50 components
   on 80 symbols overfits: for features without order information its held-out R² is about −p/(n − p) ≈ −1.8;
   with the penalty chance level is ≈ 0). R² = 1 − SSE/SST over the out-of-fold predictions of all symbols."""
-  x = np.asarray(x_PxD, np.float64)
-  x = x - x.mean(0)
-  k = max(1, min(int(n_pcs), x.shape[1], x.shape[0] - 1))
-  _, _, vt_KxD = np.linalg.svd(x, full_matrices=False)
-  n = len(rank_S)
-  counts = np.bincount(symbol_P, minlength=n)
-  seen = np.flatnonzero(counts)
-  z_SxK = np.zeros((n, k))
-  np.add.at(z_SxK, symbol_P, x @ vt_KxD[:k].T)
-  z_SxK = z_SxK[seen] / counts[seen, None]
-  y = np.asarray(rank_S, np.float64)[seen]
-  fold = (np.arange(n) % N_FOLDS if fold_S is None else np.asarray(fold_S))[seen]
-  pred = np.empty_like(y)
-  for f in np.unique(fold):
-    test = fold == f
-    pred[test] = ridge_gcv(z_SxK[~test], y[~test])(z_SxK[test])
-  return float(1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2))
+  return heldout_order_r2(pca_scores(x_PxD, n_pcs), symbol_P, rank_S, fold_S)
 
 
-def fourier_shares(r_SxD: np.ndarray, phi_S: np.ndarray) -> np.ndarray:
-  """Share of the non-constant power at frequencies k = 1 … n/2 (k and n−k folded) of symbol vectors over Z_n."""
-  n = len(phi_S)
-  m = np.empty_like(np.asarray(r_SxD, np.float64))
-  m[phi_S] = r_SxD  # row φ(s) holds symbol s
-  m -= m.mean(0)
-  power_n = np.sum(np.abs(np.fft.fft(m, axis=0)) ** 2, axis=1)
-  half = n // 2
-  folded = np.array([power_n[k] + (power_n[n - k] if n - k != k else 0.0) for k in range(1, half + 1)])
-  total = folded.sum()
-  return folded / total if total > 0 else np.zeros_like(folded)
+def order_r2_paper(x_PxD: np.ndarray, symbol_P: np.ndarray, rank_S: np.ndarray, n_pcs: int = 50) -> float:
+  """The paper's order probe: in-sample R² of least squares from the top PCs to the rank, one row per occurrence.
 
-
-def fourier_modes(r_SxD: np.ndarray, phi_S: np.ndarray, threshold: float = 3.0) -> set[int]:
-  """Frequencies k (1 … n/2) whose power share exceeds threshold × the uniform share."""
-  shares = fourier_shares(r_SxD, phi_S)
-  return {k + 1 for k in np.flatnonzero(shares > threshold / len(shares))}
+  Nothing is held out, so the score of a representation without order information is the share of the rank's
+  variance that K generic directions fit by chance: ≈ K / (n_distinct − 1) where n_distinct is the number of
+  distinct vectors (≈ 50/99 for 100 symbols whose occurrences barely vary with context, as at l0/l1), not 0."""
+  return in_sample_order_r2(pca_scores(x_PxD, n_pcs), symbol_P, rank_S)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,10 +185,17 @@ def residual_streams(graphdef, params, tokens_BxL):
 class Probes:
   """Probe metrics of a TrainSetup's params for tasks {name: PairTask} (names without a probe are ignored)."""
 
-  def __init__(self, setup, tasks: dict[str, Any], contexts: int = 10, n_pcs: int = 50, threshold: float = 3.0):
+  def __init__(self, setup, tasks: dict[str, Any], contexts: int = 10, n_pcs: int = 50, threshold: float = 3.0,
+               fourier_rule: str = "absolute", min_variance: float = 0.01, alpha: float = 0.01,
+               null_draws: int = 1000):
+    """contexts, n_pcs, threshold, fourier_rule, min_variance, alpha, null_draws: the `probe_*` settings."""
+    if fourier_rule not in fourier.RULES:
+      raise ProbeError(f"probe_fourier_rule={fourier_rule!r} is not one of {', '.join(fourier.RULES)}")
     self.setup = setup
     self.tasks = {n: t for n, t in sorted(tasks.items()) if n in PROBED_TASKS}
     self.n_pcs, self.threshold = int(n_pcs), float(threshold)
+    self.fourier_rule, self.min_variance, self.alpha = fourier_rule, float(min_variance), float(alpha)
+    self.null_draws = int(null_draws)
     self.rows = {n: probe_rows(t, int(contexts)) for n, t in self.tasks.items()}
     tokens = np.concatenate([t.symbols[self.rows[n]] for n, t in self.tasks.items()]) if self.tasks else \
         np.zeros((0, 2), np.int32)
@@ -189,22 +230,45 @@ class Probes:
     """probe/<task>/<metric> for every probed task (one host sync)."""
     rec: dict[str, float | int] = {}
     for name, x in self.streams(params).items():
-      task, sym_RxP = self.tasks[name], self.rows[name]
-      n_layers = x.shape[0] - 1
       if name == "cmp":
-        folds = hashrng.permutation(hashrng.key(task.key, "probe_folds"), task.n_symbols) % N_FOLDS
-        for layer in range(n_layers + 1):
-          rec[f"probe/cmp/order_r2_l{layer}"] = order_r2(x[layer].reshape(-1, x.shape[-1]), sym_RxP.reshape(-1),
-                                                          task.rank, self.n_pcs, folds)
-        rec["probe/cmp/order_r2"] = rec[f"probe/cmp/order_r2_l{min(1, n_layers)}"]
+        rec.update(self._measure_cmp(x))
       elif name == "add":
-        union: set[int] = set()
-        for layer in range(n_layers + 1):
-          r_SxD = symbol_means(x[layer], sym_RxP, task.n_symbols)
-          modes = fourier_modes(r_SxD, task.phi, self.threshold)
-          rec[f"probe/add/fourier_modes_l{layer}"] = len(modes)
-          union |= modes
-        rec["probe/add/fourier_modes"] = len(union)
+        rec.update(self._measure_add(x))
+    return rec
+
+  def _measure_cmp(self, x_LxRxPxD: np.ndarray) -> dict[str, float]:
+    task, sym = self.tasks["cmp"], self.rows["cmp"].reshape(-1)
+    folds = hashrng.permutation(hashrng.key(task.key, "probe_folds"), task.n_symbols) % N_FOLDS
+    rec = {}
+    for layer in range(x_LxRxPxD.shape[0]):
+      z = pca_scores(x_LxRxPxD[layer].reshape(-1, x_LxRxPxD.shape[-1]), self.n_pcs)  # one PCA, both scores
+      rec[f"probe/cmp/order_r2_l{layer}"] = heldout_order_r2(z, sym, task.rank, folds)
+      rec[f"probe/cmp/order_r2_paper_l{layer}"] = in_sample_order_r2(z, sym, task.rank)
+    first = min(1, x_LxRxPxD.shape[0] - 1)
+    for key in ("order_r2", "order_r2_paper"):
+      rec[f"probe/cmp/{key}"] = rec[f"probe/cmp/{key}_l{first}"]
+    return rec
+
+  def _measure_add(self, x_LxRxPxD: np.ndarray) -> dict[str, float | int]:
+    task, sym_RxP = self.tasks["add"], self.rows["add"]
+    rec: dict[str, float | int] = {}
+    union: set[int] = set()
+    var = []
+    for layer in range(x_LxRxPxD.shape[0]):
+      x_PxD = x_LxRxPxD[layer].reshape(-1, x_LxRxPxD.shape[-1])
+      if self.fourier_rule == "absolute":
+        modes, share_K = fourier.fourier_modes(x_PxD, sym_RxP.reshape(-1), task.phi, self.min_variance,
+                                               self.alpha, self.null_draws)
+      else:
+        share_K = fourier.variance_shares(x_PxD, sym_RxP.reshape(-1), task.phi)
+        modes = fourier.fourier_modes_relative(symbol_means(x_LxRxPxD[layer], sym_RxP, task.n_symbols), task.phi,
+                                               self.threshold)
+      rec[f"probe/add/fourier_modes_l{layer}"] = len(modes)
+      var.append(float(sum(share_K[k - 1] for k in modes)))
+      rec[f"probe/add/fourier_var_l{layer}"] = var[-1]
+      union |= modes
+    rec["probe/add/fourier_modes"] = len(union)
+    rec["probe/add/fourier_var"] = max(var)
     return rec
 
 
@@ -230,9 +294,12 @@ def probe_tasks(config) -> dict[str, Any]:
   return out
 
 
-def from_config(setup) -> Probes:
-  s = settings(setup.config)
-  return Probes(setup, probe_tasks(setup.config), s["probe_contexts"], s["probe_pcs"], s["probe_fourier_threshold"])
+def from_config(setup, s: dict[str, Any] | None = None) -> Probes:
+  """Probes for `setup` with the `probe_*` mechanism settings `s` over those of setup.config."""
+  s = {**settings(setup.config), **(s or {})}
+  return Probes(setup, probe_tasks(setup.config), s["probe_contexts"], s["probe_pcs"], s["probe_fourier_threshold"],
+                s["probe_fourier_rule"], s["probe_fourier_min_variance"], s["probe_fourier_alpha"],
+                s["probe_fourier_null_draws"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

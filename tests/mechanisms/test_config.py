@@ -22,6 +22,7 @@ def test_defaults_validate_and_measure_nothing():
   s = mechanisms.settings(helpers.tiny_config())
   assert s["interference_every"] == 0 and s["probe_every"] == 0 and not s["interference_at_injections"]
   assert mechanisms.settings({}) == mechanisms.DEFAULTS  # configs written before the section existed
+  _validate(interference_split="instance", probe_fourier_rule="relative", probe_fourier_min_variance=0.0)
 
 
 @pytest.mark.parametrize("settings,needle", [
@@ -29,6 +30,13 @@ def test_defaults_validate_and_measure_nothing():
     ({"interference_top_k": 0}, "mechanisms.interference_top_k=0 must be an integer >= 1"),
     ({"interference_rank_by": "size"}, "must be 'task' or 'batch'"),
     ({"probe_fourier_threshold": 0.0}, "must be a positive number"),
+    ({"interference_split": "tokens"}, "mechanisms.interference_split='tokens' must be 'label' or 'instance'"),
+    ({"probe_fourier_rule": "share"}, "mechanisms.probe_fourier_rule='share' must be 'absolute' or 'relative'"),
+    ({"probe_fourier_min_variance": 1.0}, "mechanisms.probe_fourier_min_variance=1.0 must be a number in [0, 1)"),
+    ({"probe_fourier_alpha": 0.0}, "mechanisms.probe_fourier_alpha=0.0 must be a number in (0, 1)"),
+    ({"probe_fourier_null_draws": 0}, "mechanisms.probe_fourier_null_draws=0 must be an integer >= 1"),
+    ({"probe_fourier_alpha": 0.001, "probe_fourier_null_draws": 500},
+     "probe_fourier_null_draws=500 is too few for probe_fourier_alpha=0.001; use at least 1000"),
     ({"interference_every": 10}, "none is active; set data.tasks.<task>.frequency > 0"),
 ])
 def test_bad_settings_fail_with_one_line(settings, needle):

@@ -14,10 +14,11 @@ from scaling.lm import step as step_lib
 from scaling.lm.data import mixture, pipeline
 from scaling.mechanisms import callbacks as mechanism_callbacks
 from scaling.mechanisms import interference
+from scaling.mechanisms import settings as mechanisms
 from tests import helpers
 
 TOP_K, N_TASK = 16, 16
-CMP = 1  # task id of cmp: the configured names sorted, ("add", "cmp")
+ADD, CMP = 0, 1  # task ids: the configured names sorted, ("add", "cmp")
 
 
 def _config():
@@ -62,9 +63,10 @@ def _reference_grads(setup, params, batch, masks):
     ce = losses.token_losses(logits, batch["targets"])
     return jnp.sum(ce * batch["weights"] * mask) / denom
 
+  grad = jax.jit(jax.grad(loss))  # one compile for every mask (eager NNX is far slower)
   out = []
   for m in masks:
-    g = jax.grad(loss)(params, jnp.asarray(m, jnp.float32))["blocks"]["mlp"]
+    g = grad(params, jnp.asarray(m, jnp.float32))["blocks"]["mlp"]
     out.append({k: np.asarray(g[k][0], np.float64) for k in interference.MLP_KEYS})
   return out
 
@@ -130,6 +132,55 @@ def test_split_sums_to_the_training_gradient_and_cosines_match_numpy(setup_and_p
   np.testing.assert_allclose(none["interference/cmp/cos_g_gr"], none["interference/cmp/cos_gnt_gr"], rtol=1e-6)
 
 
+def _mixture_batch(setup, add_rows=2):
+  """A trainer batch holding cmp instances, plus a fake second task (id ADD) on `add_rows` background rows."""
+  stream = itertools.islice(pipeline.make_train_iterator(setup.config), 50)
+  batch = dict(next(b for b in stream if (b["task_ids"] == CMP).sum() >= 2))
+  batch["task_mask"] = batch["task_mask"].copy()
+  bg = np.flatnonzero(batch["task_ids"] == -1)[:add_rows]
+  batch["task_mask"][bg, :3] = ADD + 1  # tokens of a task that is not measured: they belong to g_nt
+  return batch
+
+
+def test_both_splits_sum_to_the_training_gradient_and_match_autodiff(setup_and_params):
+  setup, params = setup_and_params
+  cmp = mixture.Mixture.from_config(setup.config).task("cmp")
+  rows = interference.task_rows(cmp, N_TASK)
+  batch = _mixture_batch(setup)
+  placed = setup.place_batch(batch)
+  inst = batch["task_mask"] == CMP + 1  # TOK2, LABEL, EOD targets of the cmp instances
+  assert inst.sum() == 3 * (batch["task_ids"] == CMP).sum()
+  label = inst & (np.arange(inst.shape[1]) == cmp.label_pos)
+  ref_label, ref_extra, ref_rest = _reference_grads(setup, params, batch, [label, inst & ~label, ~inst])
+  ref = {"label": (ref_label, {k: ref_extra[k] + ref_rest[k] for k in ref_rest}),
+         "instance": ({k: ref_label[k] + ref_extra[k] for k in ref_label}, ref_rest)}
+  (_, (_, w_sum)), full = jax.value_and_grad(lambda p: _loss_sums(setup, p, batch), has_aux=True)(params)
+  parts = {}
+  for split in interference.SPLITS:
+    it = interference.Interference(setup, [CMP], ["cmp"], [rows], top_k=TOP_K, chunk=8, split=split)
+    parts[split] = jax.device_get(jax.jit(it.split_grads)(params, placed))
+    ref_t, ref_nt = ref[split]
+    for k in interference.MLP_KEYS:  # g = g_nt + g_t exactly, each part its own masked loss's gradient
+      np.testing.assert_allclose(parts[split][k].sum(0), np.asarray(full["blocks"]["mlp"][k][0]) / float(w_sum),
+                                 rtol=1e-5, atol=1e-8, err_msg=split)
+      np.testing.assert_allclose(parts[split][k][1], ref_t[k], rtol=1e-4, atol=1e-8, err_msg=split)
+      np.testing.assert_allclose(parts[split][k][0], ref_nt[k], rtol=1e-4, atol=1e-8, err_msg=split)
+    gr = _np_vectors(jax.device_get(jax.jit(it.task_grad)(params, it.gr_rows[0])))
+    idx = np.argsort(-np.linalg.norm(gr, axis=1), kind="stable")[:TOP_K]
+    g, gt = (_np_vectors(x)[idx].ravel() for x in ({k: ref_t[k] + ref_nt[k] for k in ref_t}, ref_t))
+    gr = gr[idx].ravel()
+    got = it.measure(params, placed)
+    for key, value in {"cos_gt_gr": _np_cos(gt, gr), "cos_gnt_gr": _np_cos(g - gt, gr), "cos_g_gr": _np_cos(g, gr),
+                       "norm_gt": np.linalg.norm(gt), "norm_gnt": np.linalg.norm(g - gt)}.items():
+      np.testing.assert_allclose(got[f"interference/cmp/{key}"], value, rtol=2e-4, atol=2e-5, err_msg=f"{split} {key}")
+  # The instance split's g_t is the label split's plus the TOK2/EOD targets' gradient, which is not negligible.
+  for k in interference.MLP_KEYS:
+    extra = parts["instance"][k][1] - parts["label"][k][1]
+    assert np.linalg.norm(extra) > 0.1 * np.linalg.norm(parts["label"][k][1]), k
+  with pytest.raises(interference.ConfigError, match="split='tokens'"):
+    interference.Interference(setup, [CMP], ["cmp"], [rows], split="tokens")
+
+
 def _loss_sums(setup, params, batch):
   model = nnx.merge(setup.graphdef, params)
   w = jnp.asarray(batch["weights"])
@@ -168,6 +219,17 @@ def test_hook_rebuilds_the_trainers_batch(setup_and_params):
     for k in want:
       np.testing.assert_array_equal(got[k], want[k], err_msg=f"batch {i} {k}")
   assert mech.due(5, 100) and not mech.due(6, 100) and not mech.due(0, 100)
+  assert mech.interference.split == "label"  # the default split
+
+
+def test_from_settings_reads_every_interference_setting(setup_and_params):
+  setup, _ = setup_and_params
+  mix = mixture.Mixture.from_config(setup.config)
+  s = {**mechanisms.settings(setup.config), "interference_split": "instance", "interference_top_k": 7,
+       "interference_rank_by": "batch", "interference_task_instances": 30}
+  it = interference.from_settings(setup, mix, s)
+  assert (it.split, it.top_k, it.rank_by, it.names, it.ids) == ("instance", 7, "batch", ("cmp",), (CMP,))
+  assert int(np.sum(jax.device_get(it.gr_rows[0]["weights"]))) == 30
 
 
 def test_short_task_rows_give_the_eval_rows_gradient(setup_and_params):
