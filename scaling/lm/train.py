@@ -23,7 +23,7 @@ from scaling.core import checkpoint as ckpt_lib
 from scaling.core import cli, distributed, resume, rundir
 from scaling.core.loop import Loop, RunDirs
 from scaling.lm import config as configlib
-from scaling.lm import dryrun, evaluate
+from scaling.lm import dryrun, evaluate, memory
 from scaling.lm import step as step_lib
 from scaling.lm.data import mixture, pipeline
 from scaling.mechanisms import callbacks as mechanism_callbacks
@@ -34,7 +34,7 @@ EXPERIMENT = "lm"
 # Keys that may differ between a run's stored config and the command resuming it: they do not change the math
 # (mechanisms only measure; mesh/sharding changes reshard on restore).
 RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mechanisms.", "data.worker_count",
-                     "data.prefetch_threads", "tensorboard", "train.steps")
+                     "data.prefetch_threads", "data.prepared.verify", "memory.", "tensorboard", "train.steps")
 # XLA:CPU collectives over fake devices abort when many sharded steps are queued without a host sync
 # (README, Known traps 1); syncing at least this often avoids it and costs nothing measurable.
 CPU_MAX_STEPS_BETWEEN_SYNCS = 16
@@ -89,6 +89,7 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
   devices = list(devices) if devices is not None else jax.devices()
   pidx, pcount = jax.process_index(), jax.process_count()
   configlib.validate(config, len(devices), pcount)
+  memory.check(memory.plan(config, len(devices), memory.device_memory_bytes(config, devices)), config)
   t = config.train
   run = rundir.RunDir(workdir)
   cfg_dict = config.to_dict()
