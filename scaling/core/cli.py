@@ -103,6 +103,9 @@ def _check_override_keys(config, argv: Sequence[str]) -> None:
                 f"{where} has: {', '.join(sorted(keys)[:15])}{' ...' if len(keys) > 15 else ''}")
         raise UsageError(f"--config.{path}: no setting {part!r} in {where} — {hint}")
       node, done = node[part], [*done, part]
+    if hasattr(node, "keys") and m.group(3):
+      raise UsageError(f"--config.{path} is a group of settings, not a value — set its keys, e.g. "
+                       f"--config.{path}.{sorted(node.keys())[0]}=<value>")
 
 
 def _kind(path: str, config) -> tuple[str, object]:
@@ -235,25 +238,46 @@ def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run
   train(config, workdir, progress=[, extend=]) returns the final status dict."""
   install_stop_handler()
   program = argv is None
-  try:
-    code = _run(list(sys.argv if argv is None else argv), example, workdir_help, dry_run_help, describe, train)
-  except KeyboardInterrupt as e:
-    print(stopped_line(e), file=sys.stderr)
-    code = EXIT_STOPPED
-  except (ConfigError, RunDirError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    code = EXIT_USAGE
-  except ScalingError as e:
-    print(f"error: {e}", file=sys.stderr)
-    code = EXIT_FAILED
-  except Exception as e:
-    if not failure.is_environmental(e):
-      raise
-    print(f"error: {failure.describe(e)}", file=sys.stderr)
-    code = EXIT_FAILED
+  with _background_errors_held() as held:
+    try:
+      code = _run(list(sys.argv if argv is None else argv), example, workdir_help, dry_run_help, describe, train)
+    except KeyboardInterrupt as e:
+      print(stopped_line(e), file=sys.stderr)
+      code = EXIT_STOPPED
+    except (ConfigError, RunDirError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      code = EXIT_USAGE
+    except ScalingError as e:
+      print(f"error: {e}", file=sys.stderr)
+      code = EXIT_FAILED
+    except Exception as e:
+      if not failure.is_environmental(e):
+        raise
+      print(f"error: {failure.describe(e)}", file=sys.stderr)
+      held["drop"] = True  # the consequences of the machine failure in orbax's and tensorstore's threads
+      code = EXIT_FAILED
   if program and code in (EXIT_FAILED, EXIT_STOPPED):
     quiet_shutdown()
   return code
+
+
+@contextlib.contextmanager
+def _background_errors_held():
+  """Holds tracebacks that background threads print (threading.excepthook; sys.unraisablehook and sys.excepthook,
+  which tensorstore's C++ threads reach through PyErr_WriteUnraisable / PyErr_Print) until the command ends: dropped when it reports a machine failure in one line,
+  printed as they came otherwise (so a bug still shows)."""
+  held, state = [], {"drop": False}
+  old = sys.excepthook, threading.excepthook, sys.unraisablehook
+  sys.excepthook = lambda *a: held.append((old[0], a))
+  threading.excepthook = lambda a: held.append((old[1], (a,)))
+  sys.unraisablehook = lambda u: held.append((old[2], (u,)))
+  try:
+    yield state
+  finally:
+    sys.excepthook, threading.excepthook, sys.unraisablehook = old
+    if not state["drop"]:
+      for hook, args in held:
+        hook(*args)
 
 
 def quiet_shutdown() -> None:

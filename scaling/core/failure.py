@@ -9,6 +9,7 @@ one (e.g. writing status.json on a full disk after a checkpoint write failed) is
 from __future__ import annotations
 
 import errno
+import os
 import re
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ ENVIRONMENT = DISK_FULL | frozenset({
 PATH_ERRORS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM,
                          errno.EROFS})
 _TS_ERRNO = re.compile(r"os_error_code='?(\d+)")
+_TS_PATH = re.compile(r'"(/[^"]+)"')
 _TS_STATUS = {"PERMISSION_DENIED": errno.EACCES, "UNAVAILABLE": errno.EAGAIN, "DEADLINE_EXCEEDED": errno.ETIMEDOUT}
 _TEXT = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT, "File too large": errno.EFBIG,
          "Permission denied": errno.EACCES, "Read-only file system": errno.EROFS, "Input/output error": errno.EIO}
@@ -96,8 +98,13 @@ def describe(e: BaseException) -> str:
   """One line for an environmental failure: what happened, on which file, and what to do."""
   x = _culprit(e)
   code = os_errno(e)
-  where = f" ({x.filename})" if isinstance(x, OSError) and x.filename else ""
-  what = x.strerror if isinstance(x, OSError) and x.strerror else first_line(x, 200)
+  if isinstance(x, OSError):
+    where = f" ({x.filename})" if x.filename else ""
+    what = x.strerror or first_line(x, 200)
+  else:  # tensorstore: the errno and the file are inside the message
+    paths = _TS_PATH.findall(str(x))
+    where = f" ({paths[-1]})" if paths else ""
+    what = os.strerror(code) if code else first_line(x, 200)
   if code in DISK_FULL:
     return (f"disk full: {what}{where} — free space (or raise the quota / file-size limit) and rerun the same "
             "command; it resumes from the last complete checkpoint")
