@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, special
 
-from scaling.core import cli, failure
+from scaling.core import cli
 
 try:
   from threadpoolctl import threadpool_limits
@@ -764,23 +764,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--ci", type=float, default=0.95, help="CI level")
   p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
   p.add_argument("--no_progress", action="store_true", help="no progress bar on stderr")
-  cli.install_stop_handler()
   a = p.parse_args(argv)
   if not (a.delta > 0 and math.isfinite(a.delta)):
     p.error(f"--delta {a.delta} must be a number > 0 (the Huber threshold on log-loss residuals)")
-  try:
-    out = _run_cli(a)
-  except FitError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt as e:
-    print(cli.stopped_line(e).replace("start or resume the run", "fit again"), file=sys.stderr)
-    return 130
-  except OSError as e:
-    print(f"error: {failure.describe(e)}", file=sys.stderr)
-    return failure.exit_code(e)
-  print(json.dumps(out, sort_keys=True))
-  return 0
+
+  def body() -> int:
+    print(json.dumps(_run_cli(a), sort_keys=True))
+    return 0
+
+  return cli.guarded(body, bad_input=(FitError,), then="fit again")
 
 
 def _run_cli(a):

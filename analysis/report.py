@@ -29,7 +29,7 @@ from analysis import load as load_lib
 from analysis import parallel
 from analysis import predictions as pr
 from analysis.curves import _jsonable
-from scaling.core import cli, failure
+from scaling.core import cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -504,20 +504,13 @@ def _document(args, loaded, fin, curves, fits, freq_fits, f1, chin, toy_comps, f
 
 
 def main(argv=None) -> int:
-  cli.install_stop_handler()
-  try:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    res = build(args)
-  except load_lib.LoadError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt as e:
-    print(cli.stopped_line(e).replace("start or resume the run", "build the report"), file=sys.stderr)
-    return 130
-  except OSError as e:
-    print(f"error: {failure.describe(e)}", file=sys.stderr)
-    return failure.exit_code(e)
+  return cli.guarded(lambda: _main(argv), bad_input=(load_lib.LoadError,), then="build the report")
+
+
+def _main(argv) -> int:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+  res = build(args)
   n_fig = sum(1 for v in res["figures"].values() if v["paths"])
   n_ok = sum(1 for f in res["fits"] if f.status == "ok")
   print(f"{n_ok}/{len(res['fits'])} curves fitted, {n_fig} figures, {res['n_gaps']} warnings/gaps listed "

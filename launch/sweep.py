@@ -155,19 +155,14 @@ def retry_plan(state, todo: list[dict], apply: bool) -> list[dict]:
 
 
 def main(argv=None) -> int:
-  cli.install_stop_handler()
-  try:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return _main(args)
-  except (ConfigError, RunDirError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt as e:
-    print(cli.stopped_line(e).replace("the run", "the sweep"), file=sys.stderr)
-    return 130
-  except BrokenPipeError:  # `--dry_run | head`: the reader left; not an error of ours
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+  def body() -> int:
+    try:
+      return _main(parse_args(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `--dry_run | head`: the reader left; not an error of ours
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      return 0
+
+  return cli.guarded(body, bad_input=(ConfigError, RunDirError), then="resume the sweep")
 
 
 def _main(args) -> int:

@@ -53,9 +53,9 @@ def leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def spec_differences(stored: dict, wanted: dict) -> list[str]:
-  """Human lines for every leaf that differs between two leaf_specs, sorted by key."""
+  """Human lines for every leaf that differs between two leaf_specs, parameters first, then by key."""
   out = []
-  for key in sorted(set(stored) | set(wanted)):
+  for key in sorted(set(stored) | set(wanted), key=lambda k: (not k.startswith("params"), k)):
     a, b = stored.get(key), wanted.get(key)
     if a == b:
       continue

@@ -45,9 +45,26 @@ def install_stop_handler() -> None:
       signal.signal(s, _raise_interrupted)
 
 
-def stopped_line(e: BaseException) -> str:
+def stopped_line(e: BaseException, then: str = "start or resume the run") -> str:
   sig = str(e) if isinstance(e, Interrupted) and str(e) else "SIGINT"
-  return f"stopped by {sig} — rerun the same command to start or resume the run"
+  return f"stopped by {sig} — rerun the same command to {then}"
+
+
+def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ...], then: str) -> int:
+  """A command line without a training run (sweep, report, fits): body() under the stop handler; a bad_input
+  error or an OSError becomes one `error:` line (exit 2, or 1 for a machine failure), a stop request exit 130."""
+  install_stop_handler()
+  try:
+    return body()
+  except bad_input as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_USAGE
+  except KeyboardInterrupt as e:
+    print(stopped_line(e, then), file=sys.stderr)
+    return EXIT_STOPPED
+  except OSError as e:
+    print(f"error: {failure.describe(e)}", file=sys.stderr)
+    return failure.exit_code(e)
 
 
 def entry(module: str) -> int:
