@@ -149,6 +149,12 @@ def _trainer_rows() -> list[Case]:
       Case("train-unknown-size", t, ("--config=configs/lm.py:size=3M", w), "3M"),
       Case("train-toy-config-on-lm-trainer", t, ("--config=configs/toy.py", w), "toy configs run with"),
       Case("train-mesh-does-not-fit-the-devices", t, (*LM, "--config.mesh.data=64", w), "devices but"),
+  ]
+
+
+def _trainer_run_dir_rows() -> list[Case]:
+  t = "train"
+  return [
       Case("train-garbage-status-json", t, (*LM, "--workdir={run}"), "status.json: not valid JSON", uses_run=True,
            setup=write("run/status.json", "{garbage")),
       Case("train-bogus-state-status-json", t, (*LM, "--workdir={run}"), "state 'paused' is not one of",
@@ -326,4 +332,4 @@ def _analysis_rows() -> list[Case]:
   ]
 
 
-CASES: list[Case] = [*_trainer_rows(), *_toy_rows(), *_sweep_rows(), *_analysis_rows()]
+CASES: list[Case] = [*_trainer_rows(), *_trainer_run_dir_rows(), *_toy_rows(), *_sweep_rows(), *_analysis_rows()]
