@@ -134,8 +134,8 @@ def hold(run_dir: str, slot: int = 0, wait_s: float = 2.0):
   """Context manager: the exclusive lock of `run_dir` (created if missing) for the block's duration.
 
   Raises RunDirLocked naming the holder when another live process has it, and ConfigError when run_dir is a
-  file or cannot be written. If this call created run_dir and the block leaves nothing else in it, the folder
-  is removed again (a refused or failed start leaves no trace)."""
+  file or cannot be written. When the block leaves nothing but the lock file this call created, that file (and
+  the folder, if this call created it) is removed again: a refused or failed start leaves no trace."""
   run_dir = os.path.abspath(run_dir)
   path = lock_path(run_dir, slot)
   if path in _held:
@@ -146,10 +146,11 @@ def hold(run_dir: str, slot: int = 0, wait_s: float = 2.0):
       _held[path][1] -= 1
     return
   created = _check_dir(run_dir)
+  new_file = not os.path.exists(path)
   try:
     fd = _acquire(path, wait_s)
   except BaseException:
-    _remove_if_empty(run_dir, created, path)
+    _remove_if_empty(run_dir, created, path, new_file)
     raise
   if fd is not None:
     info = {"host": socket.gethostname(), "pid": os.getpid(),
@@ -162,17 +163,19 @@ def hold(run_dir: str, slot: int = 0, wait_s: float = 2.0):
   finally:
     if fd is not None:
       _held.pop(path, None)
-      _remove_if_empty(run_dir, created, path)
+      _remove_if_empty(run_dir, created, path, new_file)
       os.ftruncate(fd, 0)  # holder info present <=> held (a process killed while holding leaves it, unlocked)
       fcntl.flock(fd, fcntl.LOCK_UN)
       os.close(fd)
 
 
-def _remove_if_empty(run_dir: str, created: bool, path: str) -> None:
-  if not created:
+def _remove_if_empty(run_dir: str, created_dir: bool, path: str, created_file: bool) -> None:
+  """A hold that wrote nothing leaves nothing: its lock file (when it made it) and its folder (likewise)."""
+  if not created_file:
     return
   with contextlib.suppress(OSError):
     if set(os.listdir(run_dir)) <= {os.path.basename(path)}:
       with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-      os.rmdir(run_dir)
+      if created_dir:
+        os.rmdir(run_dir)

@@ -105,13 +105,16 @@ def test_defect_sigterm_during_start_up_exits_minus_15(module, argv, tmp_path):
   assert not os.path.exists(os.path.join(workdir, rundir.STATUS_FILE))
 
 
+# Sets RLIMIT_FSIZE in the child itself, then execs the trainer (no preexec_fn: this process runs jax threads).
+_LIMITED = ("import os, resource, sys\nn = int(sys.argv[1])\nresource.setrlimit(resource.RLIMIT_FSIZE, (n, n))\n"
+            "os.execv(sys.executable, [sys.executable, '-m', 'scaling.train', *sys.argv[2:]])\n")
+
+
 def _train(workdir: str, fsize: int | None = None) -> subprocess.CompletedProcess:
-  def limit():
-    if fsize is not None:
-      resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
   env = helpers.env(1, SCALING_JAX_CACHE="off", JAX_COMPILATION_CACHE_DIR="")
-  return subprocess.run([sys.executable, "-m", "scaling.train", *cases.LM, f"--workdir={workdir}"], cwd=helpers.REPO,
-                        env=env, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+  limit = str(fsize if fsize is not None else resource.RLIM_INFINITY)
+  return subprocess.run([sys.executable, "-c", _LIMITED, limit, *cases.LM, f"--workdir={workdir}"], cwd=helpers.REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_defect_full_disk_prints_hundreds_of_lines(tmp_path):
