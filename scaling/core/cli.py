@@ -253,9 +253,8 @@ def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run
          describe: Callable[..., str], train: Callable[..., dict]) -> int:
   """A trainer's whole command line (exit codes: module docstring). describe(config) is the --dry_run text;
   train(config, workdir, progress=[, extend=]) returns the final status dict."""
-  install_stop_handler()
   program = argv is None
-  with _background_errors_held() as held:
+  with _background_errors_held() as held, _stop_handler(restore=not program):
     try:
       code = _run(list(sys.argv if argv is None else argv), example, workdir_help, dry_run_help, describe, train)
     except KeyboardInterrupt as e:
@@ -276,6 +275,20 @@ def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run
   if program and code in (EXIT_FAILED, EXIT_STOPPED):
     quiet_shutdown()
   return code
+
+
+@contextlib.contextmanager
+def _stop_handler(restore: bool):
+  """install_stop_handler for the block; restore: put the caller's handlers back after (in-process callers)."""
+  main_thread = threading.current_thread() is threading.main_thread()
+  old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+  install_stop_handler()
+  try:
+    yield
+  finally:
+    if restore:
+      for s, h in old.items():
+        signal.signal(s, h)
 
 
 @contextlib.contextmanager
