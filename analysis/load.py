@@ -27,7 +27,6 @@ Helpers: `final(df)` (the last logged value of every metric of every run), `per_
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from launch import manifest as manifest_lib
 from scaling.core import rundir
 
 MANIFEST = "manifest.json"
@@ -132,17 +132,9 @@ def _inherited_status(path: str, top: str) -> dict | None:
 
 
 def _read_manifest(sweep_dir: str) -> dict | None:
-  path = os.path.join(sweep_dir, MANIFEST)
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path) as f:
-      m = json.load(f)
-  except (json.JSONDecodeError, OSError) as e:
-    raise LoadError(f"{path}: not valid JSON ({e}); move it away to load the run dirs alone") from None
-  if not isinstance(m, dict) or not isinstance(m.get("runs"), list):
-    raise LoadError(f"{path}: no 'runs' list; this is not a launch/sweep.py manifest, move it away")
-  return m
+  """launch/manifest.py's reader, tolerant of other schema versions (only the runs list is needed here)."""
+  return manifest_lib.read_manifest(sweep_dir, error=LoadError, require_schema=False,
+                                    fix="move it away to load the run dirs alone")
 
 
 # ---------------------------------------------------------------------------------------------------------------

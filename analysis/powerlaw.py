@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, special
 
+from scaling.core import cli
+
 try:
   from threadpoolctl import threadpool_limits
 except ImportError:  # optional; without it fits can run 5-15x slower on a busy 2-core machine
@@ -763,13 +765,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
   p.add_argument("--no_progress", action="store_true", help="no progress bar on stderr")
   a = p.parse_args(argv)
-  try:
-    out = _run_cli(a)
-  except FitError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(out, sort_keys=True))
-  return 0
+  if not (a.delta > 0 and math.isfinite(a.delta)):
+    p.error(f"--delta {a.delta} must be a number > 0 (the Huber threshold on log-loss residuals)")
+
+  def body() -> int:
+    print(json.dumps(_run_cli(a), sort_keys=True))
+    return 0
+
+  return cli.guarded(body, bad_input=(FitError,), then="fit again")
 
 
 def _run_cli(a):

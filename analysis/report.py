@@ -29,6 +29,7 @@ from analysis import load as load_lib
 from analysis import parallel
 from analysis import predictions as pr
 from analysis.curves import _jsonable
+from scaling.core import cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +56,8 @@ def parse_args(argv):
     p.error("--bootstrap and --toy_bootstrap must be >= 0")
   if a.jobs is not None and a.jobs < 1:
     p.error("--jobs must be >= 1")
+  if a.out is not None and os.path.exists(a.out) and not os.path.isdir(a.out):
+    p.error(f"--out {a.out} exists and is not a directory — pass a folder for the report")
   return a
 
 
@@ -501,13 +504,13 @@ def _document(args, loaded, fin, curves, fits, freq_fits, f1, chin, toy_comps, f
 
 
 def main(argv=None) -> int:
+  return cli.guarded(lambda: _main(argv), bad_input=(load_lib.LoadError,), then="build the report")
+
+
+def _main(argv) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-  try:
-    res = build(args)
-  except load_lib.LoadError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  res = build(args)
   n_fig = sum(1 for v in res["figures"].values() if v["paths"])
   n_ok = sum(1 for f in res["fits"] if f.status == "ok")
   print(f"{n_ok}/{len(res['fits'])} curves fitted, {n_fig} figures, {res['n_gaps']} warnings/gaps listed "

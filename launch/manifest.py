@@ -26,12 +26,17 @@ manifest.json (schema 1):
  "removed_runs": [run records of earlier launches whose runs the config no longer produces]}
 ```
 pending: never started (or no attempt left a trace); running: a live process or job (for SLURM also a queued
-one: jobs[-1].state says which); done / failed as the run's status.json says.
+one: jobs[-1].state says which), or a run dir whose lock is held (a trainer this launcher lost track of:
+reason "running elsewhere (...)"); done / failed as the run's status.json says; missing: the run dir it wrote is
+gone (rerun by the next launch). The disk is checked on every refresh (launch/reconcile.py): a run dir with an
+unreadable status.json / config.json or damaged metrics is failed with a reason starting "damaged:", which
+`--retry_failed` repairs (scaling/core/repair.py) before rerunning.
 
 Status comes from the run's own status.json whenever this attempt wrote it (the trainer is the authority); the manifest
 adds what the run dir cannot know: a run that never started, was killed without a word (SIGKILL, a lost node:
 reason "interrupted: ..."), or failed before writing status.json (reason "exit N: <last error line>"). A reason
-starting with "interrupted" means resumable: the next launch reruns it and the trainer resumes.
+starting with "interrupted" means resumable: the next launch reruns it and the trainer resumes; so does exit
+code 130 (a stop request), whatever status.json says.
 """
 
 from __future__ import annotations
@@ -45,12 +50,13 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from launch import reconcile
 from launch.configfile import SweepError, find_file, split_spec
 from scaling.core import rundir
 
 SCHEMA = 1
 MANIFEST = "manifest.json"
-STATUSES = ("pending", "running", "done", "failed")
+STATUSES = ("pending", "running", "done", "failed", "missing")
 
 
 def now() -> str:
@@ -61,17 +67,30 @@ def atomic_write_json(path: str, obj: Any) -> None:
   rundir.atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-def read_manifest(sweep_dir: str) -> dict | None:
+def read_manifest(sweep_dir: str, *, error: type[Exception] = SweepError, require_schema: bool = True,
+                  fix: str = "move it away to rebuild it from the run dirs") -> dict | None:
+  """manifest.json of a sweep dir, or None when there is none; the one reader for the launcher and analysis.
+
+  Raises `error` (one line ending in `fix`) when the file is unreadable, not a manifest, or (require_schema)
+  of another schema version. analysis/load.py passes its own error class and fix and tolerates other schemas."""
   path = os.path.join(sweep_dir, MANIFEST)
   if not os.path.exists(path):
     return None
   try:
     with open(path) as f:
       m = json.load(f)
-  except json.JSONDecodeError as e:
-    raise SweepError(f"{path}: not valid JSON ({e}); move it away to rebuild it from the run dirs") from None
-  if m.get("schema") != SCHEMA:
-    raise SweepError(f"{path}: schema {m.get('schema')!r}, this launcher writes {SCHEMA}")
+  except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+    raise error(f"{path}: not valid JSON ({e}) — {fix}") from None
+  if not isinstance(m, dict) or not isinstance(m.get("runs"), list) or not all(isinstance(r, dict)
+                                                                             for r in m["runs"]):
+    raise error(f"{path}: no 'runs' list of records; this is not a launch/sweep.py manifest — {fix}")
+  if require_schema and m.get("schema") != SCHEMA:
+    raise error(f"{path}: schema {m.get('schema')!r}, this launcher writes {SCHEMA} — {fix}")
+  if require_schema:
+    bad = [r.get("id", "?") for r in m["runs"] if r.get("status") not in STATUSES or not isinstance(
+        r.get("jobs"), list) or not isinstance(r.get("attempts"), int) or "workdir" not in r]
+    if bad:
+      raise error(f"{path}: run {bad[0]!r} has a malformed record — {fix}")
   return m
 
 
@@ -189,25 +208,42 @@ class SweepState:
       return False
     return job is None or "status_before" not in job or st.get("updated") != job["status_before"]
 
+  def _status_quietly(self, rec: dict) -> dict | None:
+    try:
+      return self._read_status(rec)
+    except rundir.RunDirError:
+      return None
+
   def refresh(self, rec: dict, alive: Callable[[dict], bool | None]) -> None:
     """Updates status/reason/step from the run dir. alive(rec): is its last job still running (None: unknown)?"""
-    try:
-      st = self._read_status(rec)
-    except rundir.RunDirError as e:
-      rec["status"], rec["reason"] = "failed", str(e)
-      return
     job = rec["jobs"][-1] if rec["jobs"] else None
     live = alive(rec) if job else False
-    if live:
-      rec["status"], rec["reason"] = "running", None
-      if st is not None and st["state"] == "running" and self._fresh(st, job):
+    wd = self.workdir(rec)
+    holder = rundir.RunDir(wd).lock_holder() if os.path.isdir(wd) else None
+    if live or holder is not None:
+      rec["status"] = "running"
+      rec["reason"] = None if live or holder is None else (
+          f"running elsewhere ({reconcile.holder_text(holder)} holds the run dir lock)")
+      st = self._status_quietly(rec)
+      if st is not None and st["state"] == "running" and (holder is not None or self._fresh(st, job)):
         rec["step"], rec["total_steps"] = st.get("step"), st.get("total_steps")
       return
+    existed = rec["status"] in ("done", "missing") or rec.get("step") is not None
+    finding = reconcile.inspect(wd, existed)
+    if finding is not None:
+      if finding.kind == "missing" and live is None:
+        return  # another machine may be about to write it
+      rec["status"] = "missing" if finding.kind == "missing" else "failed"
+      rec["reason"] = finding.reason
+      return
+    st = self._read_status(rec)
     if not self._fresh(st, job):
       # Nothing from this attempt in the run dir: keep what the launcher recorded (pending, or the exit code).
       if rec["status"] == "running" and live is False:
         rec["status"] = "failed"
         rec["reason"] = "interrupted: stopped before the run wrote its status; rerun to start it again"
+      elif rec["status"] == "missing":
+        rec["status"], rec["reason"] = "pending", None
       return
     rec["step"], rec["total_steps"] = st.get("step"), st.get("total_steps")
     if st["state"] == "running":
@@ -227,8 +263,8 @@ class SweepState:
     if rec["status"] == "failed" and (rec.get("reason") or "").startswith("interrupted"):
       rec["status"] = "running"  # this attempt's own outcome is decided below
     self.refresh(rec, alive=lambda r: False)
-    if exit_code is None or rec["status"] == "done":
-      return
+    if exit_code is None or rec["status"] in ("done", "running", "missing") or reconcile.is_damaged(rec):
+      return  # (running: another process holds the run dir; damaged: that reason says what to repair)
     try:
       fresh = self._fresh(self._read_status(rec), job)
     except rundir.RunDirError:
@@ -241,6 +277,9 @@ class SweepState:
       at = f" at step {rec['step']}" if fresh and rec.get("step") is not None else ""
       rec["status"] = "failed"
       rec["reason"] = f"interrupted: killed by {sig}{at}; rerun to resume from its last checkpoint"
+    elif exit_code == 130 and fresh and not is_resumable(rec):
+      rec["status"] = "failed"
+      rec["reason"] = f"interrupted: exit 130 ({rec.get('reason') or 'stop request'}); rerun to resume"
     elif not fresh:
       if exit_code == 0:
         # An entrypoint that writes no status.json (or one this machine cannot see): the exit code is all we have.

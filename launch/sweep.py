@@ -29,10 +29,17 @@ import sys
 if __package__ in (None, ""):  # run as `python launch/sweep.py`: make the repository importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from launch import backends, plan  # noqa: E402
 from launch import expand as expand_lib
 from launch import manifest as manifest_lib
+from launch import (
+  plan,  # noqa: E402
+  reconcile,
+)
+from launch.backends import common as backend_common
+from launch.backends import registry as backends
 from launch.configfile import REPO, SweepError, load  # noqa: E402
+from scaling.core import cli
+from scaling.core.errors import ConfigError, RunDirError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +72,8 @@ def select(state, only_missing: bool, retry_failed: bool) -> tuple[list[dict], l
   for rec in state.runs:
     status = rec["status"]
     resumable = manifest_lib.is_resumable(rec)
-    if status == "pending" or (status == "failed" and (retry_failed or (resumable and not only_missing))):
+    if status in ("pending", "missing") or (status == "failed" and (retry_failed or (resumable and
+                                                                                       not only_missing))):
       todo.append(rec)
     elif status == "failed":
       left["interrupted" if resumable else "failed"] += 1
@@ -77,7 +85,7 @@ def select(state, only_missing: bool, retry_failed: bool) -> tuple[list[dict], l
   if left["running"]:
     notes.append(f"{left['running']} already running")
   if left["failed"]:
-    notes.append(f"{left['failed']} failed (left alone; --retry_failed reruns them)")
+    notes.append(f"{left['failed']} failed (left alone; --retry_failed repairs and reruns them)")
   if left["interrupted"]:
     notes.append(f"{left['interrupted']} interrupted (left for later: --only_missing)")
   return todo, notes
@@ -115,7 +123,7 @@ def run_report(state) -> None:
   cmd = [sys.executable, "-m", REPORT_MODULE, "--sweep_dir", state.dir]
   print(f"report: {' '.join(cmd[1:])}", flush=True)
   try:
-    proc = subprocess.run(cmd, cwd=REPO, env=backends.child_env(), capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, cwd=REPO, env=backend_common.child_env(), capture_output=True, text=True, timeout=3600)
     out, code = proc.stdout + proc.stderr, proc.returncode
   except (OSError, subprocess.TimeoutExpired) as e:
     out, code = f"{type(e).__name__}: {e}\n", -1
@@ -128,16 +136,33 @@ def run_report(state) -> None:
     print(f"report: FAILED (exit {code}): {manifest_lib.last_error_line(log_path)}; see {log_path}")
 
 
+def retry_plan(state, todo: list[dict], apply: bool) -> list[dict]:
+  """--retry_failed: prints what is rerun, repaired and left (and why); applies the repairs when `apply`.
+  Returns the records to start (a run whose repair is impossible, e.g. its run dir is a file, is left)."""
+  left = [r for r in state.runs if r["status"] == "running"]
+  start = []
+  for rec in todo:
+    if reconcile.is_damaged(rec) and not os.path.isdir(state.workdir(rec)):
+      left.append(rec)
+    else:
+      start.append(rec)
+  lines, plans = reconcile.retry_plan(state, start, left)
+  print("\n".join(lines), flush=True)
+  if apply:
+    for plan in plans:
+      plan.apply()
+  return start
+
+
 def main(argv=None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  try:
-    return _main(args)
-  except SweepError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except BrokenPipeError:  # `--dry_run | head`: the reader left; not an error of ours
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+  def body() -> int:
+    try:
+      return _main(parse_args(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `--dry_run | head`: the reader left; not an error of ours
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      return 0
+
+  return cli.guarded(body, bad_input=(ConfigError, RunDirError), then="resume the sweep")
 
 
 def _main(args) -> int:
@@ -165,6 +190,8 @@ def _main(args) -> int:
     print(plan.render(rows, statuses, footer, backend.max_parallel))
     todo, notes = select(state, args.only_missing, args.retry_failed)
     by_id = {r.id: r for r in runs}
+    if args.retry_failed:
+      todo = retry_plan(state, todo, apply=False)
     print(f"\na launch now would start {len(todo)} run(s)" + (f" ({', '.join(notes)})" if notes else "") + ":")
     if todo:
       print(backend.describe(sweep, [by_id[r["id"]] for r in todo], state))
@@ -187,6 +214,8 @@ def _main(args) -> int:
       print(f"note: {len(state.m['removed_runs'])} run(s) of earlier launches are no longer in the config; "
             "kept under removed_runs in the manifest, their run dirs untouched")
     todo, notes = select(state, args.only_missing, args.retry_failed)
+    if args.retry_failed:
+      todo = retry_plan(state, todo, apply=True)
     state.save()
     print(f"sweep {sweep.name}: {len(runs)} runs -> {sweep_dir}; starting {len(todo)}"
           + (f"; {', '.join(notes)}" if notes else ""), flush=True)

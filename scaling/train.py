@@ -1,8 +1,11 @@
-"""`python -m scaling.train`: the language-model trainer's command (scaling/lm/train.py)."""
+"""`python -m scaling.train`: the language-model trainer's command (scaling/lm/train.py).
+
+The stop handler is installed before the trainer (and jax) is imported, so SIGTERM during start-up exits 130.
+"""
 
 import sys
 
-from scaling.lm.train import main
+from scaling.core import cli
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.entry("scaling.lm.train"))

@@ -5,12 +5,18 @@ exactly one SIGTERM to every running run (the trainer saves a checkpoint, writes
 exits 130) and waits for them; a second Ctrl-C kills them at once (they resume from their last periodic
 checkpoint). Either way the manifest marks them resumable and the next launch continues them.
 
+A run whose run dir lock is held (scaling/core/runlock.py) is never started: its trainer is already running,
+e.g. an orphan of a launcher that was SIGKILLed. Such runs are adopted instead: they count against
+max_parallel, the launcher waits for them to end (a Ctrl-C stops them too when they run on this machine), and
+their outcome is read from the run dir.
+
 `processes: N` launches each run as N processes on this machine joined by jax.distributed (explicit coordinator
 on a free port; `local_device_count: k` gives each process k fake CPU devices) -- a stand-in for multi-host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -21,8 +27,10 @@ import subprocess
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 from launch import manifest as manifest_lib
-from launch.backends import child_env, merge_settings, run_argv
+from launch.backends.common import child_env, merge_settings, run_argv
 from launch.configfile import REPO, SweepError
 
 DEFAULTS = {
@@ -36,6 +44,9 @@ DEFAULTS = {
     "startup_s": 0.0,
     "poll_s": 0.5,
 }
+
+
+ADOPTED_END = -10**6  # _reap's word for "an adopted run ended" (its exit code is unknown)
 
 
 def usable_cpus() -> int:
@@ -68,6 +79,7 @@ class Active:
   logs: list
   started: float
   stop_sent: float | None = None
+  adopted: bool = False  # not started by this launcher: its trainer already held the run dir lock
 
 
 class LocalBackend:
@@ -127,9 +139,24 @@ class LocalBackend:
     return any(_alive_pid(p, rec["id"]) for p in job.get("pids", []))
 
   # ---- running ------------------------------------------------------------------------------------------
+  def _busy(self, state, rec: dict) -> bool:
+    """A trainer runs this run now: its run dir lock is held, or its last job's process is alive here."""
+    return manifest_lib.rundir.RunDir(state.workdir(rec)).lock_holder() is not None or bool(self.alive(rec))
+
+  def has_live_jobs(self, state) -> bool:
+    return any(r["status"] == "running" and self._busy(state, r) for r in state.runs)
+
+  def _adopt(self, state, rec: dict) -> Active:
+    state.refresh(rec, self.alive)
+    job = rec["jobs"][-1] if rec["jobs"] else None
+    tqdm.write(f"waiting for {rec['id']}: {rec.get('reason') or 'already running'}", file=sys.stdout)
+    return Active(rec, job, [], [], time.monotonic(), adopted=True)
+
   def _start(self, sweep, run, state) -> Active:
     rec = state.by_id[run.id]
     workdir = state.workdir(rec)
+    if self._busy(state, rec):  # checked again just before starting: never a second writer beside a live one
+      return self._adopt(state, rec)
     port = free_port() if self.s["processes"] > 1 else None
     argvs = self.argvs(sweep, run, workdir, port)
     env = child_env(self.s["env"])
@@ -148,6 +175,10 @@ class LocalBackend:
     return Active(rec, job, procs, logs, time.monotonic())
 
   def _signal(self, a: Active, sig: int) -> None:
+    if a.adopted:  # started by an earlier launcher on this machine: its session leaders' pids
+      for pid in (a.job or {}).get("pids", []) if self.alive(a.rec) else []:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+          os.killpg(pid, sig)
     for p in a.procs:
       if p.poll() is None:
         try:
@@ -155,8 +186,11 @@ class LocalBackend:
         except ProcessLookupError:
           pass
 
-  def _reap(self, a: Active) -> int | None:
-    """Exit code once every process ended; stops the others when one fails (they would hang in collectives)."""
+  def _reap(self, a: Active, state) -> int | None:
+    """Exit code once every process ended; stops the others when one fails (they would hang in collectives).
+    An adopted run has no exit code to give: ADOPTED_END once its lock is free and its processes are gone."""
+    if a.adopted:
+      return None if self._busy(state, a.rec) else ADOPTED_END
     codes = [p.poll() for p in a.procs]
     bad = [c for c in codes if c not in (None, 0)]
     if bad and any(c is None for c in codes):
@@ -173,7 +207,6 @@ class LocalBackend:
 
   def run(self, sweep, runs, state, progress: bool = True) -> str:
     """Runs `runs` to completion. Returns 'complete' or 'interrupted'."""
-    from tqdm.auto import tqdm
     queue = list(runs)
     active: dict[str, Active] = {}
     stops = {"n": 0}
@@ -187,9 +220,12 @@ class LocalBackend:
              if stops["n"] == 1 else "killing the runs; they resume from their last checkpoint")
       print(f"\n{msg}", file=sys.stderr, flush=True)
 
+    for rec in state.runs:
+      if rec["status"] == "running" and self._busy(state, rec):
+        active[rec["id"]] = self._adopt(state, rec)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    bar = tqdm(total=len(runs), desc=f"sweep {sweep.name}", unit="run", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    bar = tqdm(total=len(runs) + len(active), desc=f"sweep {sweep.name}", unit="run", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
     last_post = 0.0
     try:
       while queue or active:
@@ -197,21 +233,26 @@ class LocalBackend:
           run = queue.pop(0)
           active[run.id] = self._start(sweep, run, state)
         for rid, a in list(active.items()):
-          code = self._reap(a)
+          code = self._reap(a, state)
           if code is None:
             continue
           for log in a.logs:
             log.close()
           del active[rid]
-          state.finish(a.rec, a.job, code, manifest_lib.last_error_line(state.log_path(a.rec)))
+          if code == ADOPTED_END and a.job is None:
+            state.refresh(a.rec, alive=lambda r: False)
+          elif code == ADOPTED_END:
+            state.finish(a.rec, a.job, None)
+          else:
+            state.finish(a.rec, a.job, code, manifest_lib.last_error_line(state.log_path(a.rec)))
           state.save()
           bar.update(1)
           took = time.monotonic() - a.started
           word = a.rec["status"] if a.rec["status"] == "done" else a.rec["status"].upper()
           tqdm.write(f"{word:7s} {rid} ({took:.0f}s)" + (f": {a.rec['reason']}" if a.rec["reason"] else ""),
                      file=sys.stdout)
-        if stops["n"] and not active:
-          break
+        if stops["n"] and all(a.adopted and not self.alive(a.rec) for a in active.values()):
+          break  # (an adopted run on another machine cannot be stopped from here: stop waiting for it)
         if time.monotonic() - last_post > 2.0 and active:
           last_post = time.monotonic()
           bar.set_postfix_str(self._postfix(state, active, len(queue)), refresh=False)

@@ -8,7 +8,9 @@ checkpoint and exits 130, and the task requeues itself (up to max_requeues times
 
 State tracking: squeue while a task is queued or running; after it leaves the queue, `scontrol show job` (finished
 jobs stay visible for MinJobAge, 300 s by default) or `sacct` when accounting is enabled give the final state and
-exit code, and the run's own status.json gives the outcome. The launcher can stop waiting at any time (Ctrl-C,
+exit code, and the run's own status.json gives the outcome. A run whose run dir lock is held is not submitted (its
+trainer already runs); a requeued task that meets a live predecessor exits 2 at once (the trainer's lock) and
+the run stays "running elsewhere" until the predecessor ends. The launcher can stop waiting at any time (Ctrl-C,
 --no_wait): the jobs keep running, and rerunning the command re-attaches without submitting anything twice.
 """
 
@@ -23,8 +25,10 @@ import subprocess
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 from launch import manifest as manifest_lib
-from launch.backends import merge_settings, run_argv
+from launch.backends.common import merge_settings, run_argv
 from launch.configfile import REPO, SweepError
 
 RESOURCE_KEYS = ("partition", "account", "qos", "time", "nodes", "ntasks_per_node", "cpus_per_task", "mem",
@@ -246,6 +250,11 @@ class SlurmBackend:
     return arrays
 
   def run(self, sweep, runs, state, progress: bool = True, wait: bool = True) -> str:
+    held = [r for r in runs if manifest_lib.rundir.RunDir(state.workdir(state.by_id[r.id])).lock_holder()]
+    for r in held:  # its trainer already runs (e.g. a job this launcher lost track of): never a second writer
+      state.refresh(state.by_id[r.id], self.alive)
+      print(f"not submitted: {r.id}: {state.by_id[r.id].get('reason') or 'running'}", flush=True)
+    runs = [r for r in runs if r not in held]
     if runs:
       self.submit(sweep, runs, state)
     if not wait:
@@ -253,7 +262,6 @@ class SlurmBackend:
     return self.monitor(state, progress)
 
   def monitor(self, state, progress: bool = True) -> str:
-    from tqdm.auto import tqdm
     live = self._unfinished(state)
     bar = tqdm(total=len(live), desc="slurm", unit="run", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)

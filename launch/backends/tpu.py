@@ -20,8 +20,10 @@ import subprocess
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 from launch import manifest as manifest_lib
-from launch.backends import merge_settings
+from launch.backends.common import merge_settings
 from launch.configfile import SweepError
 
 DEFAULTS = {
@@ -170,7 +172,6 @@ class TpuBackend:
       self._check(argv, f"bootstrap on {name}", timeout=3600)
 
   def run(self, sweep, runs, state, progress: bool = True) -> str:
-    from tqdm.auto import tqdm
     queue = list(runs)
     free = list(self.s["names"][:self.max_parallel])
     created: list[str] = []

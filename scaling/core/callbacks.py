@@ -25,6 +25,7 @@ class TrainLog(Callback):
   loop synced, and the running sums are checkpointed: a resumed run writes the same numbers."""
 
   name = "train_log"
+  records = True
 
   def __init__(self, every: int, lr: Callable[[int], float] | None = None,
                counts: Callable[[int], dict | list] | None = None):

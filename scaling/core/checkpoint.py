@@ -5,9 +5,16 @@ Each step directory holds three items:
   data         the data iterator's state (JSON; identical on every process, see scaling/lm/data/pipeline.py)
   fingerprint  per-leaf sums computed on device at save time (JSON), checked after restore
 
-Restore walks the steps newest first. A step that fails to read or whose fingerprint does not match is renamed to
-`checkpoints/corrupt-<step>-<n>` (kept for inspection, never deleted) with a warning, and the previous step is
-tried. Orbax itself ignores uncommitted (killed mid-save) steps.
+Restore walks the steps newest first and tells three failures apart:
+  foreign      the step's stored tree (keys, shapes, dtypes; read from its metadata) differs from the state this
+               config builds: a checkpoint of another model or config. ForeignCheckpoint (exit 2), nothing moved.
+  unreadable   the read failed for a reason outside the checkpoint: permissions, an I/O error, a full disk, a
+               network filesystem timing out (scaling/core/failure.py). CheckpointUnreadable (exit 1), nothing
+               moved: the step may be perfectly good once the cause is fixed.
+  corrupt      anything else (truncated or garbled files, a fingerprint that does not match the values): the step
+               is renamed to `checkpoints/corrupt-<step>-<n>` (kept for inspection, never deleted) with a warning,
+               and the previous step is tried.
+Orbax itself ignores uncommitted (killed mid-save) steps.
 """
 
 from __future__ import annotations
@@ -20,12 +27,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
-from scaling.core.errors import CorruptCheckpoint
+from scaling.core import failure
+from scaling.core.errors import CheckpointUnreadable, CorruptCheckpoint, ForeignCheckpoint
 
 log = logging.getLogger(__name__)
 
 
+def _key_name(k) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  """{"params/blocks/wq": (shape, dtype)} of every array leaf; namedtuple fields and dict keys read alike."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    dtype = getattr(leaf, "dtype", None)
+    out["/".join(_key_name(k) for k in path)] = (tuple(getattr(leaf, "shape", ()) or ()),
+                                                 str(np.dtype(dtype)) if dtype is not None else "?")
+  return out
+
+
+def spec_differences(stored: dict, wanted: dict) -> list[str]:
+  """Human lines for every leaf that differs between two leaf_specs, parameters first, then by key."""
+  out = []
+  for key in sorted(set(stored) | set(wanted), key=lambda k: (not k.startswith("params"), k)):
+    a, b = stored.get(key), wanted.get(key)
+    if a == b:
+      continue
+    if a is None:
+      out.append(f"{key} is missing there")
+    elif b is None:
+      out.append(f"{key} is there but not in this config")
+    else:
+      out.append(f"{key} is {a[1]}{list(a[0])} there but {b[1]}{list(b[0])} in this config")
+  return out
 
 
 @jax.jit
@@ -40,6 +80,14 @@ def fingerprint(tree: Any) -> list[float]:
 
 def _matches(a: list[float], b: list[float], rtol: float = 1e-4) -> bool:
   return len(a) == len(b) and bool(np.allclose(a, b, rtol=rtol, atol=1e-6))
+
+
+def saved_steps(directory: str) -> list[int]:
+  """Committed steps in a checkpoint folder, read without creating anything (orbax commits a step by renaming
+  its temporary folder to the step number)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
 class Checkpointer:
@@ -65,9 +113,6 @@ class Checkpointer:
         data=ocp.args.JsonSave(data_state),
         fingerprint=ocp.args.JsonSave({"leaves": fingerprint(state)})))
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
@@ -85,17 +130,37 @@ class Checkpointer:
       raise CorruptCheckpoint(f"step {step}: restored values do not match the fingerprint saved with them")
     return state, restored.data
 
+  def check_compatible(self, step: int, abstract_state: Any) -> None:
+    """Raises ForeignCheckpoint when step's stored tree differs from abstract_state (keys, shapes, dtypes).
+
+    Reads only the step's metadata; a metadata file that cannot be parsed raises like a failed restore."""
+    meta = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
+    tree = getattr(meta, "tree", meta)
+    diffs = spec_differences(leaf_specs(tree), leaf_specs(abstract_state))
+    if diffs:
+      more = f" (and {len(diffs) - 1} more differences)" if len(diffs) > 1 else ""
+      raise ForeignCheckpoint(f"{self.directory}/{step} holds a checkpoint of another model or config: {diffs[0]}"
+                              f"{more} — use a new --workdir, or the config that wrote it (its config.json)")
+
   def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
-    """(step, state, data_state) of the newest readable step, or None when there is none."""
+    """(step, state, data_state) of the newest good step, or None when there is none.
+
+    Raises ForeignCheckpoint or CheckpointUnreadable (touching nothing); quarantines corrupt steps (see the
+    module docstring)."""
     for step in reversed(self.steps()):
       try:
+        self.check_compatible(step, abstract_state)
         state, data_state = self.restore_step(step, abstract_state)
         return step, state, data_state
-      except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
+      except ForeignCheckpoint:
+        raise
+      except Exception as e:  # noqa: BLE001 - classified below: environment -> raise, anything else -> corrupt
+        if failure.is_environmental(e):
+          raise CheckpointUnreadable(f"checkpoint step {step} in {self.directory} could not be read: "
+                                     f"{failure.describe(e)} (nothing was moved)") from None
         moved = self._quarantine(step)
-        msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         log.warning("checkpoint step %d is unreadable (%s); moved it to %s and falling back to the "
-                    "previous step", step, msg, moved)
+                    "previous step", step, failure.first_line(e), moved)
     return None
 
   def _quarantine(self, step: int) -> str:

@@ -1,7 +1,7 @@
 """Every error the library raises on purpose. Imports nothing, so any module can use it.
 
 Each message is one line that names the problem and the fix; command lines print it as `error: <message>` and
-exit 2 for bad input (a `ConfigError` or any subclass) or 1 for a run that failed.
+exit 2 for bad input (a `ConfigError`, a `RunDirError` or any subclass) or 1 for a run that failed.
 """
 
 
@@ -46,8 +46,29 @@ class SweepError(ConfigError):
 
 
 class RunDirError(ScalingError, ValueError):
-  """A run directory that is missing, malformed or inconsistent."""
+  """A run directory that is missing, malformed or inconsistent; exit code 2 (the message names the repair)."""
+
+
+class MetricsError(RunDirError):
+  """metrics.jsonl that does not match the checkpoints (torn middle line, missing records, steps out of order)."""
+
+
+class RunDirLocked(ConfigError):
+  """Another live process holds the run directory's lock; the message names its host and pid."""
+
+
+class ForeignCheckpoint(ConfigError):
+  """The run directory's checkpoints belong to another model or config (tree, shapes or dtypes differ)."""
 
 
 class CorruptCheckpoint(ScalingError, RuntimeError):
   """A checkpoint step whose restored values do not match what was saved."""
+
+
+class CheckpointUnreadable(ScalingError, RuntimeError):
+  """A checkpoint that could not be read for a reason outside the checkpoint (permissions, I/O error, full
+  disk); nothing was moved. Exit code 1: fix the cause and rerun."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGINT/SIGTERM outside the training loop (e.g. during start-up); exit code 130."""

@@ -23,6 +23,7 @@ and the loop's own state, so a resumed run continues window averages and carried
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -35,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scaling.core import checkpoint as ckpt_lib
-from scaling.core import rundir
+from scaling.core import divergence, failure, rundir
 from scaling.core.signals import FLAG, StopRequested, handle_stop_signals
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Callback:
   and `at_end` (the last step), or override `due`/`next_due`. `__call__` returns record entries or None."""
 
   name = ""  # key of the checkpointed state_dict (required when state_dict returns something)
+  records = False  # True: returns entries at every step where it is due (resume checks those records exist)
   every = 0
   at_start = False
   at_end = True
@@ -78,6 +80,10 @@ class Callback:
     if type(self).due is Callback.due:  # cadence only: arithmetic
       return min((step // self.every + 1) * self.every, limit) if self.every else limit
     return next((s for s in range(step + 1, limit) if self.due(s, total)), limit)
+
+  def writes_record(self, step: int, total: int) -> bool:
+    """Whether the metrics record at `step` certainly holds entries of this callback."""
+    return self.records and self.due(step, total)
 
   def on_start(self, loop: Loop, start: int) -> None:
     """Called once when the loop starts (fresh or resumed at `start`), before any update."""
@@ -182,8 +188,10 @@ class Loop:
       return {"state": "failed", "step": self.step, "interrupted": True, "reason": msg, "total_steps": self.total}
     except BaseException as e:
       if self.lead:
-        first = (str(e).splitlines() or [""])[0][:500]
-        self.dirs.write_status("failed", self.step, self.total, reason=f"{type(e).__name__}: {first}")
+        reason = failure.describe(e) if failure.is_environmental(e) else \
+            f"{type(e).__name__}: {failure.first_line(e, 500)}"
+        with contextlib.suppress(OSError):  # a full disk: the original error must reach the command line
+          self.dirs.write_status("failed", self.step, self.total, reason=reason)
       self._close(quiet=True)
       raise
     self._close()
@@ -192,6 +200,10 @@ class Loop:
     if final == "failed":
       log.error("%s", reason)
     return {"state": final, "step": self.step, "reason": reason, "total_steps": self.total}
+
+  def record_steps(self, upto: int) -> list[int]:
+    """The steps <= upto whose metrics record a run from step 0 certainly wrote (checked on resume)."""
+    return [s for s in range(upto + 1) if any(c.writes_record(s, self.total) for c in self.callbacks)]
 
   def _train(self, start: int) -> None:
     step, pending, unsynced = start, [], 0
@@ -241,21 +253,11 @@ class Loop:
     loss = values["loss"].astype(np.float64)
     if self.first_loss is None and first_step == 1:
       self.first_loss = loss[0]
-    checks = [(~np.isfinite(loss), "non-finite training loss"),
-              (~np.isfinite(values["grad_norm"].astype(np.float64)), "non-finite gradient norm")]
-    if self.divergence_factor > 0 and self.first_loss is not None:
-      limit = self.divergence_factor * np.abs(self.first_loss)
-      checks.append((np.isfinite(loss) & (loss > limit), f"training loss above {self.divergence_factor:g} x the "
-                     "first step's"))
-    worst = None
-    for bad, what in checks:
-      rows = np.flatnonzero(bad.reshape(len(loss), -1).any(axis=1))
-      if len(rows) and (worst is None or rows[0] < worst[0]):
-        worst = (int(rows[0]), what)
-    if worst is not None:
-      at = first_step + worst[0]
-      raise Diverged(at, f"{worst[1]} at step {at}; lower train.learning_rate, raise train.warmup_steps or "
-                         "check the data")
+    factor = self.divergence_factor if self.divergence_factor > 0 else np.inf
+    bad = divergence.first_divergence(first_step, loss, values["grad_norm"], reference_loss=self.first_loss,
+                                      factor=factor)
+    if bad is not None:
+      raise Diverged(bad.step, bad.reason)
 
   def _emit(self, step: int, due: Sequence[Callback]) -> None:
     members = self.dirs.members
@@ -276,10 +278,9 @@ class Loop:
           c.write(records)
 
   def _save(self, step: int) -> None:
-    sums = ckpt_lib.fingerprint(self.state)
-    if not all(math.isfinite(s) for s in sums):
-      raise Diverged(step, f"non-finite parameters or optimizer state after step {step}; lower "
-                           "train.learning_rate or raise train.warmup_steps")
+    if not all(math.isfinite(s) for s in ckpt_lib.fingerprint(self.state)):
+      bad = divergence.first_divergence(step, np.zeros(1), params_finite=False)
+      raise Diverged(bad.step, bad.reason)
     self.ckpt.save(step, self.state, self.saved_state())
 
   def _close(self, quiet: bool = False) -> None:

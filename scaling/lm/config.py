@@ -26,9 +26,11 @@ def model_config(config: Any) -> transformer.TransformerConfig:
   return transformer.TransformerConfig.from_config(config.model)
 
 
-def resolve(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
-  """Fills None fields; never mutates the input."""
+def resolve(config: config_dict.ConfigDict, experiment: str = "lm") -> config_dict.ConfigDict:
+  """Fills None fields; never mutates the input. `experiment`: the kind of config the caller runs (fine-tuning
+  configs are lm configs with a `finetune` section)."""
   c = config_dict.ConfigDict(config.to_dict())  # a plain (placeholder-free) copy
+  _check_experiment(c, experiment)
   m, t = c.model, c.train
   if m.size != "custom":
     try:
@@ -70,11 +72,17 @@ def _positive(value, key: str, allow_zero: bool = False) -> None:
     raise ConfigError(f"{key}={value!r} must be {bound}")
 
 
-def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processes: int = 1) -> None:
-  """Raises ConfigError on the first problem found. `n_devices`: global device count (mesh checks)."""
+def _check_experiment(c, experiment: str = "lm") -> None:
+  if experiment != "lm" and c.get("experiment") == experiment:
+    return
   if c.get("experiment") != "lm":
     raise ConfigError(f"experiment={c.get('experiment')!r}: scaling.train runs 'lm' configs "
                       "(configs/lm.py); toy configs run with python -m scaling.toy_train")
+
+
+def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processes: int = 1) -> None:
+  """Raises ConfigError on the first problem found. `n_devices`: global device count (mesh checks)."""
+  _check_experiment(c)
   _check_model(c)
   if c.model.vocab_size < c.data.vocab_size:
     raise ConfigError(f"model.vocab_size={c.model.vocab_size} is smaller than data.vocab_size="

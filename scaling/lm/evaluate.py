@@ -41,6 +41,7 @@ class Eval(Callback):
   """eval/<set>/* on fixed held-out sets every `every` steps, at step 0 of a fresh run and at the last step."""
 
   at_start = True
+  records = True
 
   def __init__(self, setup, eval_sets: dict[str, list[dict[str, np.ndarray]]], every: int):
     self.setup, self.sets, self.every = setup, eval_sets, int(every)

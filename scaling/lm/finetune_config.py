@@ -40,7 +40,7 @@ def adapter_spec(config) -> adapters.AdapterSpec:
 
 def resolve(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   """Fills None fields as an lm config does (scaling/lm/config.py resolve); returns a new, locked config."""
-  return configlib.resolve(config)
+  return configlib.resolve(config, experiment=EXPERIMENT)
 
 
 def lm_view(config: config_dict.ConfigDict) -> config_dict.ConfigDict:

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "lm"
 # Keys that may differ between a run's stored config and the command resuming it: they do not change the math
 # (mechanisms only measure; mesh/sharding changes reshard on restore).
+# train.steps has its own rule (scaling/core/resume.py).
 RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mechanisms.", "data.worker_count",
-                     "data.prefetch_threads", "data.prepared.verify", "memory.", "tensorboard", "train.steps")
+                     "data.prefetch_threads", "data.prepared.verify", "memory.", "tensorboard")
 # XLA:CPU collectives over fake devices abort when many sharded steps are queued without a host sync
 # (README, Known traps 1); syncing at least this often avoids it and costs nothing measurable.
 CPU_MAX_STEPS_BETWEEN_SYNCS = 16
@@ -80,48 +81,58 @@ def callbacks(config, setup, run: rundir.RunDir, lead: bool) -> list:
 
 
 def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, progress: bool = True,
-          stop_after: int | None = None) -> dict:
+          stop_after: int | None = None, extend: bool = False) -> dict:
   """Trains (or resumes) one run; returns the final status dict. Raises ConfigError before any compute.
 
-  stop_after: stop (as if by SIGTERM, checkpoint saved) once this many steps ran in this call (tests)."""
+  extend: accept a longer train.steps whose learning-rate schedule differs on the steps already trained (recorded
+  in config.json's history). stop_after: stop (as if by SIGTERM, checkpoint saved) once this many steps ran in
+  this call (tests)."""
   config = configlib.resolve(config)
   distributed.initialize(config.distributed)
   devices = list(devices) if devices is not None else jax.devices()
-  pidx, pcount = jax.process_index(), jax.process_count()
-  configlib.validate(config, len(devices), pcount)
+  configlib.validate(config, len(devices), jax.process_count())
   memory.check(memory.plan(config, len(devices), memory.device_memory_bytes(config, devices)), config)
-  t = config.train
   run = rundir.RunDir(workdir)
+  with run.lock(jax.process_index()):  # re-entrant: the command line already holds it when it knows the slot
+    return _train(config, run, devices, progress, stop_after, extend)
+
+
+def _train(config, run: rundir.RunDir, devices, progress: bool, stop_after: int | None, extend: bool) -> dict:
+  t = config.train
   cfg_dict = config.to_dict()
-  changed = resume.check_config(run, cfg_dict, RESUMABLE_CHANGES)
-  if changed:
-    log.warning("resuming with changed settings: %s", ", ".join(changed))
+  change = resume.check_config(run, cfg_dict, RESUMABLE_CHANGES, extend=extend)
+  if change and change.changed:
+    log.warning("resuming with changed settings: %s", change.describe())
   if done := resume.finished(run, t.steps):
     print(f"run in {run.path} already finished at step {done['step']}; nothing to do (use a new --workdir)")
     return done
 
+  pidx, pcount = jax.process_index(), jax.process_count()
+  lead = pidx == 0
   setup = step_lib.build(config, devices)
   ckpt = ckpt_lib.Checkpointer(run.checkpoint_dir, config.checkpoint.every, config.checkpoint.keep,
                                config.checkpoint.async_save)
-  restored = resume.restore(ckpt, setup.abstract_state)
+  restored = ckpt.restore_latest(setup.abstract_state)
   data_iter = pipeline.make_train_iterator(config, pidx, pcount)
-  lead = pidx == 0
   program = LMProgram(setup, data_iter, t.batch_size * config.data.seq_len)
   cpu = devices[0].platform == "cpu"
   loop = Loop(program, total_steps=t.steps, dirs=RunDirs([run], [run]), checkpointer=ckpt,
               callbacks=callbacks(config, setup, run, lead), lead=lead, progress=progress, desc="train",
               status_every=t.log_every, sync_every=min(t.log_every, CPU_MAX_STEPS_BETWEEN_SYNCS) if cpu else
               t.log_every, divergence_factor=t.get("divergence_factor", 0.0), stop_after=stop_after)
-  start, state = 0, None
+  start = restored[0] if restored else None
+  if lead:
+    resume.check_records([run], start, t.steps, {rundir.METRICS_FILE: loop.record_steps(start or 0)})
+  resume.log_resumed(start)
   if restored:
-    start, state, saved = restored
+    _, state, saved = restored
     data_iter.set_state(loop.load_saved_state(saved))
   else:
     state = setup.init()
   if lead:
-    resume.prepare_dirs([run], EXPERIMENT, [cfg_dict], [configlib.summary(config)], start if restored else None)
-    run.write_status("running", start, t.steps)
-  return loop.run(state, start)
+    resume.prepare_dirs([run], EXPERIMENT, [cfg_dict], [configlib.summary(config)], change)
+    run.write_status("running", start or 0, t.steps)
+  return loop.run(state, start or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from ml_collections import config_dict
 
 from scaling.core import optim, rundir
-from scaling.core.configtools import is_number, require
+from scaling.core.configtools import is_int, is_number, require
 from scaling.core.errors import ConfigError, ScheduleError
 from scaling.toy import data as data_lib
 from scaling.toy import model as model_lib
@@ -198,12 +198,17 @@ def theory(spec: tt.ToySpec, width: int, mass: float, rare: np.ndarray) -> dict:
 
 
 def resolve(config):
+  """A validated, locked copy with tuple fields normalised (flags give ints for floats written as integers)."""
+  require(config.get("experiment") == EXPERIMENT,
+          f"experiment={config.get('experiment')!r}: scaling.toy_train runs toy configs (configs/toy.py); "
+          "language-model configs run with python -m scaling.train")
   c = config_dict.ConfigDict(config.to_dict())
-  # Flags give ints for float fields written as integers ("(1,2)"): normalise so config.json is stable.
-  c.toy.betas = tuple(float(b) for b in c.toy.betas)
-  c.toy.alphas = tuple(float(a) for a in c.toy.alphas)
-  c.toy.seeds = tuple(int(s) for s in c.toy.seeds)
-  c.toy.rare_tasks = tuple(int(k) for k in c.toy.rare_tasks)
+  for key, kind in (("betas", float), ("alphas", float), ("seeds", int), ("rare_tasks", int)):
+    values = c.toy[key]
+    ok = isinstance(values, (tuple, list)) and all((is_int if kind is int else is_number)(v) for v in values)
+    require(ok, f"toy.{key}={values!r} must be a tuple of {'integers' if kind is int else 'numbers'}, e.g. "
+                f"--config.toy.{key}='({'1, 2' if kind is int else '0.5, 1.0'})'")
+    c.toy[key] = tuple(kind(v) for v in values)
   validate(c)
   c.lock()
   return c

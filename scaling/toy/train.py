@@ -68,6 +68,12 @@ class Population(Callback):
   def due(self, step: int, total: int) -> bool:
     return self._eval_due(step, total) or self._retention_due(step, total)
 
+  def writes_record(self, step: int, total: int) -> bool:
+    return self._eval_due(step, total)
+
+  def retention_steps(self, upto: int, total: int) -> list[int]:
+    return [s for s in range(1, upto + 1) if self._retention_due(s, total)]
+
   def __call__(self, loop: Loop, step: int):
     out = jax.device_get(self.prog.evaluate(loop.state["params"]))
     if self._retention_due(step, loop.total) and loop.lead:
@@ -93,20 +99,26 @@ def write_theory(run: rundir.RunDir, config, data) -> None:
   rundir.atomic_write_text(run.file(toy_config.THEORY_FILE), json.dumps(json.loads(rundir.dumps(th)), indent=1) + "\n")
 
 
-def train(config, workdir: str, *, progress: bool = True, stop_after: int | None = None) -> dict:
+def train(config, workdir: str, *, progress: bool = True, stop_after: int | None = None,
+          extend: bool = False) -> dict:
   """Trains (or resumes) every member of one width; returns the program's final status dict.
 
+  extend: accept a longer train.steps whose learning-rate schedule differs on the steps already trained.
   stop_after: stop (as if by SIGTERM, checkpoint saved) once this many steps ran in this call (tests)."""
   config = toy_config.resolve(config)
+  program_dir = rundir.RunDir(workdir)
+  with program_dir.lock():
+    return _train(config, program_dir, progress, stop_after, extend)
+
+
+def _train(config, program_dir: rundir.RunDir, progress: bool, stop_after: int | None, extend: bool) -> dict:
   t = config.train
   mems = toy_config.members(config)
-  seeds = [m.seed for m in mems]
+  seeds, names = [m.seed for m in mems], [m.name for m in mems]
   datas = [toy_config.toy_data(config, m.beta) for m in mems]
-  program_dir = rundir.RunDir(workdir)
   runs = [rundir.RunDir(os.path.join(program_dir.path, m.name)) for m in mems]
   mcfgs = [toy_config.member_config(config, m) for m in mems]
-  for run, mc in zip(runs, mcfgs):
-    resume.check_config(run, mc, toy_config.RESUMABLE_CHANGES)
+  changes = [resume.check_config(run, mc, toy_config.RESUMABLE_CHANGES, extend=extend) for run, mc in zip(runs, mcfgs)]
   if done := resume.finished(program_dir, t.steps):
     print(f"toy run in {program_dir.path} already finished at step {done['step']}; nothing to do")
     return done
@@ -114,31 +126,34 @@ def train(config, workdir: str, *, progress: bool = True, stop_after: int | None
   prog = Program(config, datas, seeds)
   ckpt = ckpt_lib.Checkpointer(program_dir.checkpoint_dir, config.checkpoint.every, config.checkpoint.keep,
                                config.checkpoint.async_save)
-  restored = resume.restore(ckpt, prog.abstract_state(len(mems)))
+  restored = ckpt.restore_latest(prog.abstract_state(len(mems)))
   program = ToyProgram(prog, config, datas, seeds)
-  names = [m.name for m in mems]
+  population = Population(prog, runs, data_lib.task_names(config.toy.K), t.eval_every, t.retention_every)
   callbacks = [
       core_callbacks.TrainLog(t.log_every, lr=lambda s: float(prog.schedule(s)), counts=program.count_records),
       core_callbacks.Throughput(t.log_every, runs, lambda _: program.rows_last * len(mems), "samples",
                                 extra={"members": len(mems)}),
-      Population(prog, runs, data_lib.task_names(config.toy.K), t.eval_every, t.retention_every),
+      population,
   ]
-  loop = Loop(program, total_steps=t.steps, dirs=RunDirs(runs, [program_dir], {"members": names}),
-              checkpointer=ckpt, callbacks=callbacks, progress=progress, desc=f"toy N={config.toy.width} x{len(mems)}",
-              status_every=t.log_every, sync_every=64 * program.chunk, chunk=program.chunk,
-              divergence_factor=t.get("divergence_factor", 0.0), stop_after=stop_after)
+  dirs = RunDirs(runs, [program_dir], {"members": names})
+  loop = Loop(program, total_steps=t.steps, dirs=dirs, checkpointer=ckpt, callbacks=callbacks, progress=progress,
+              desc=f"toy N={config.toy.width} x{len(mems)}", status_every=t.log_every, sync_every=64 * program.chunk,
+              chunk=program.chunk, divergence_factor=t.get("divergence_factor", 0.0), stop_after=stop_after)
+  start = restored[0] if restored else None
+  resume.check_records(runs, start, t.steps, {rundir.METRICS_FILE: loop.record_steps(start or 0),
+                                              RETENTION_FILE: population.retention_steps(start or 0, t.steps)})
+  resume.log_resumed(start)
   if restored:
-    start, state, saved = restored
+    _, state, saved = restored
     program.set_data_state(loop.load_saved_state(saved))
   else:
-    start, state = 0, prog.init(prog.keys(seeds))
+    state = prog.init(prog.keys(seeds))
   summaries = [toy_config.summary(config, m, d) for m, d in zip(mems, datas)]
-  resume.prepare_dirs(runs, toy_config.EXPERIMENT, mcfgs, summaries, start if restored else None,
-                      files=[RETENTION_FILE])
+  resume.prepare_dirs(runs, toy_config.EXPERIMENT, mcfgs, summaries, changes[0])
   for run, data in zip(runs, datas):
     write_theory(run, config, data)
-  RunDirs(runs, [program_dir], {"members": names}).write_status("running", start, t.steps)
-  return {**loop.run(state, start), "members": names}
+  dirs.write_status("running", start or 0, t.steps)
+  return {**loop.run(state, start or 0), "members": names}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def test_rerun_redoes_only_the_killed_and_the_failed_run(tmp_path):
   # Plain rerun: resumes the interrupted run only; the diverged one keeps its reason.
   r2 = sweeputil.run_sweep(cfg, sd, "--max_parallel=2")
   assert r2.returncode == 1, r2.stderr[-3000:]
-  assert "starting 1;" in r2.stdout and "1 failed (left alone; --retry_failed reruns them)" in r2.stdout
+  assert "starting 1;" in r2.stdout and "1 failed (left alone; --retry_failed repairs and reruns them)" in r2.stdout
   m2 = sweeputil.manifest(sd)
   attempts = {r["id"]: r["attempts"] for r in m2["runs"]}
   assert attempts[killed["id"]] == 2 and attempts[diverged["id"]] == 1

@@ -59,7 +59,7 @@ def test_parse_targets():
 @pytest.mark.parametrize("targets", ["all", "q,v", "o,down"])
 def test_trainable_count_is_exact(size, method, targets):
   """The abstract adapter tree's size equals the analytic L·r·(in+out) (+ L·out for DoRA) count."""
-  c = configlib.resolve(finetune.get_config(f"size={size}"))
+  c = configlib.resolve(finetune.get_config(f"size={size}"), experiment="finetune")
   mc = configlib.model_config(c)
   spec = adapters.AdapterSpec(method=method, rank=8, targets=adapters.parse_targets(targets))
   plan = trainable.plan(spec, mc)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from configs import lm
-from scaling import train as train_command
 from scaling.lm import config as configlib
 from scaling.lm import memory, sharding
 from scaling.lm import step as step_lib
+from scaling.lm import train as train_command
 
 
 def _paper(size="1B", **train):

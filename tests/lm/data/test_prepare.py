@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from scaling import train as train_command
 from scaling.lm import config as configlib
+from scaling.lm import train as train_command
 from scaling.lm.data import mixture, pipeline, prepare, prepared, shards, sources, tokenizers
 from tests import helpers
 from tests.lm.data import corpus
