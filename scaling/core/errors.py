@@ -51,3 +51,7 @@ class RunDirError(ScalingError, ValueError):
 
 class CorruptCheckpoint(ScalingError, RuntimeError):
   """A checkpoint step whose restored values do not match what was saved."""
+
+
+class FitError(ConfigError):
+  """Data that cannot be fitted or analysed as asked (too few sizes, a bad column, a malformed sweep)."""
