@@ -24,7 +24,8 @@ Conventions (fixed once, here):
   are nested in N and always keep a prefix j = 1..n_k of each task (λ is non-increasing in j).
 - Frequent set F: sort tasks by π descending (ties: smaller k first) and keep the shortest prefix whose mass
   reaches ``mass`` (default 0.8) — the task whose mass crosses the threshold IS included. M_F = Σ_{k∈F} π_k C_k.
-- δ_F*(N_crit) = Σ_{i ≥ N_crit} μ_i^F (see ``delta_F_star`` for why this and not Σ_{i > N_crit}).
+- δ_F*(N_crit) = Σ_{i > N_crit} μ_i^F, the paper's threshold for Fig 3 (``delta_F_star``); the residual left when
+  the rare feature takes the N_crit-th slot, Σ_{i >= N_crit} μ_i^F, is ``delta_F_entry`` (both documented there).
 """
 
 from __future__ import annotations
@@ -333,16 +334,26 @@ def delta_F_min(spec: ToySpec, N, mass: float = 0.8) -> np.ndarray:
 
 
 def delta_F_star(spec: ToySpec, N_crit: int | None, mass: float = 0.8) -> float:
-  """δ_F* = Σ_{i >= N_crit} μ_i^F = ``delta_F_min(spec, N_crit − 1)``; nan when N_crit is None.
+  """δ_F*(N_crit) = Σ_{i > N_crit} μ_i^F = ``delta_F_min(spec, N_crit)``, the paper's convention (Fig 3's threshold:
+  rare tasks start once δ_F falls below it); nan when N_crit is None.
 
-  Why: the rare feature (utility u_r) is worth a slot exactly when every frequent direction with μ_i > u_r is
-  already learned — the first N_crit − 1 of them — so the frequent residual still left is the mass in
-  directions no more useful than the rare feature, Σ_{i >= N_crit} μ_i^F. It is also the δ_F of the optimal
-  width-N_crit encoder of the F ∪ {rare} problem (rare feature in the last slot) and does not depend on the
-  model's width, which is what lets Fig 3's rare-signal-vs-δ_F curves share one threshold. A width-N model
-  with N < N_crit can never get below it (its best δ_F is Σ_{i > N} μ_i >= δ_F*), as it must be. The
-  alternative Σ_{i > N_crit} μ_i would be unreachable by a width-N_crit model that keeps the rare feature,
-  contradicting Proposition 6 at N = N_crit.
+  It is the Eckart–Young floor of a width-N_crit encoder spent on F alone: once training has brought δ_F down to
+  it, the N_crit-th frequent direction (μ_{N_crit} <= π_r λ_r) is what remains to learn, and the rare feature is
+  worth that slot as much or more. Compare ``delta_F_entry``, one frequent eigenvalue higher.
+  """
+  if N_crit is None:
+    return float("nan")
+  if N_crit < 1:
+    raise ValueError(f"N_crit must be >= 1, got {N_crit}")
+  return float(delta_F_min(spec, N_crit, mass))
+
+
+def delta_F_entry(spec: ToySpec, N_crit: int | None, mass: float = 0.8) -> float:
+  """Σ_{i >= N_crit} μ_i^F = ``delta_F_min(spec, N_crit − 1)`` = δ_F*(N_crit) + μ_{N_crit}^F; nan when N_crit is None.
+
+  The δ_F of the optimal width-N_crit encoder of the F ∪ {rare} problem (the rare feature in the last slot, the
+  first N_crit − 1 frequent directions learned), i.e. the frequent residual at the moment the rare feature enters;
+  independent of the model's width.
   """
   if N_crit is None:
     return float("nan")
