@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from analysis import frontier
 from analysis import learnability as lb
 from analysis import powerlaw as pl
 
@@ -35,10 +36,10 @@ def test_crossing_inverts_the_curve():
   for _ in range(20):
     p = {"E": rng.uniform(0.5, 2), "A": 10 ** rng.uniform(1, 4), "alpha": rng.uniform(0.1, 1.5)}
     t = p["E"] + rng.uniform(0.01, 3)
-    assert pl._predict("powerlaw", p, lb.crossing("powerlaw", p, t)) == pytest.approx(t, rel=1e-10)
+    assert pl.predict("powerlaw", p, lb.crossing("powerlaw", p, t)) == pytest.approx(t, rel=1e-10)
     q = {"L_lo": rng.uniform(0.01, 1), "L_hi": rng.uniform(2, 5), "k": rng.uniform(0.3, 10), "N0": 10 ** rng.uniform(6, 10)}
     t = rng.uniform(q["L_lo"], q["L_hi"])
-    assert pl._predict("logistic", q, lb.crossing("logistic", q, t)) == pytest.approx(t, rel=1e-9)
+    assert pl.predict("logistic", q, lb.crossing("logistic", q, t)) == pytest.approx(t, rel=1e-9)
 
 
 def test_n_star_of_a_power_law_lands_in_its_ci():
@@ -107,7 +108,7 @@ def test_frequency_law_recovers_gamma():
   f = np.geomspace(1e-4, 1e-1, 6)
   rng = np.random.default_rng(5)
   ns = np.exp(c - gamma * np.log(f) + 0.05 * rng.standard_normal(len(f)))
-  law = lb.fit_frequency_law(list(f) + [1e-5], list(ns) + [math.inf])  # a never-learned task is left out
+  law = frontier.fit_frequency_law(list(f) + [1e-5], list(ns) + [math.inf])  # a never-learned task is left out
   assert law.n_points == 6 and len(law.excluded) == 1 and not law.weighted
   assert law.ci["gamma"][0] <= gamma <= law.ci["gamma"][1] and abs(law.gamma - gamma) < 0.1, law
   mid, lo, hi = law.predict(3e-3)
@@ -122,7 +123,7 @@ def test_frequency_law_end_to_end_from_step_curves():
   rng = np.random.default_rng(6)
   stars = [lb.fit_n_star(N, _noisy(rng, _step(N, 0.1, 4.6, 3.0, 3e8 * (f / 1e-2) ** -gamma), 0.02),
                          model="logistic", chance=4.6, bootstrap=39, seed=i) for i, f in enumerate(freqs)]
-  law = lb.fit_frequency_law(freqs, stars)
+  law = frontier.fit_frequency_law(freqs, stars)
   assert law.weighted and abs(law.gamma - gamma) < 0.05, law
   assert law.ci["gamma"][0] <= gamma <= law.ci["gamma"][1]
 
@@ -146,6 +147,6 @@ def test_bad_inputs_raise_one_line_errors():
   with pytest.raises(pl.FitError, match="needs >= 6 distinct sizes, got 5"):
     pl.choose_model(N, _law(N, E, A, ALPHA))
   with pytest.raises(pl.FitError, match=">= 2 frequencies with a finite N"):
-    lb.fit_frequency_law([0.1, 0.01], [1e8, math.inf])
+    frontier.fit_frequency_law([0.1, 0.01], [1e8, math.inf])
   with pytest.raises(pl.FitError, match="metric="):
     lb.fit_n_star(N, _law(N, E, A, ALPHA), metric="perplexity", bootstrap=0)
