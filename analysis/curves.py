@@ -318,8 +318,11 @@ def _toy_curves(toy: pd.DataFrame, notes: list[str]) -> list[Curve]:
   names = pd.Series([f"t{int(k):02d}" if np.isfinite(k) else "" for k in toy["inject_task"]], index=toy.index)
   injected_task = toy["task"].astype(str) == names
   even = injected_task & ((toy["schedule"] == "interleave") | (toy["period"].fillna(1) <= 1))
-  if (inj & ~even).any():
+  if (inj & injected_task & ~even).any():
     notes.append("toy runs with a withheld (gapped) injected task are shown in Fig 4, not fitted per task")
+  if (inj & ~injected_task).any():
+    notes.append("in toy runs with an injected task only the injected task's curve is fitted (the other tasks' "
+                 "frequencies differ from the plain runs')")
   groups = [(toy[~inj], ["task", "beta"], False), (toy[inj & even], ["task", "beta", "frequency_per_token"], True)]
   for d_all, gkeys, injected in groups:
     for key, d in d_all.groupby(gkeys, observed=True, dropna=False, sort=True):

@@ -223,7 +223,9 @@ class _LogisticModel:
 
   def grid(self):
     lmin, lmax = float(np.exp(self.y.min())), float(np.exp(self.y.max()))
-    los = lmin * np.array([0.3, 0.8, 0.97])
+    # A plateau above the last points (a staircase whose later steps the step should not chase) needs starts at
+    # the data's lower quantiles as well as below the minimum.
+    los = np.unique(np.concatenate([lmin * np.array([0.3, 0.8, 0.97]), np.exp(np.quantile(self.y, [0.25, 0.5]))]))
     spans = max(lmax - lmin, 1e-3 * lmax) * np.array([0.5, 1.0, 1.5, 3.0])
     ks = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 40.0])
     mcs = np.linspace(self.x.min(), self.x.max(), 9)

@@ -83,7 +83,7 @@ class FrequencyLaw:
       return f_mid, math.nan, math.nan
     S = self._cov
     a = self.gamma ** 2 - q * q * S[1, 1]
-    b = 2 * (self.gamma * (y - self.c) - q * q * S[0, 1])
+    b = 2 * (self.gamma * (y - self.c) + q * q * S[0, 1])
     cc = (y - self.c) ** 2 - q * q * (S[0, 0] + sd_obs ** 2)
     disc = b * b - 4 * a * cc
     if a <= 0 or disc < 0:

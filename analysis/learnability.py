@@ -52,6 +52,12 @@ def from_fit_units(v, metric):
   return v if metric == "loss" else 1.0 - v
 
 
+def _level_in_fit_units(v, metric):
+  """A level (threshold, chance, perfect) in fit units, exactly: no ERR_FLOOR, which is only for data."""
+  to_fit_units(v, metric)  # validates the metric
+  return float(v) if metric == "loss" else 1.0 - float(v)
+
+
 def _order_ci(x, level):
   """Percentile interval from order statistics (no interpolation, so inf draws are fine); nan draws (below the
   threshold at every size) rank as 0. Ranks k and R+1−k with k = floor(q·(R+1)), as percentile_interval."""
@@ -92,12 +98,12 @@ class NStar:
 def threshold_rule(fit: FitResult, *, threshold=None, chance=None, best="fit", frac=0.5, metric="loss"):
   """(targets.Threshold in fit units, description). chance defaults to the mean at the smallest size."""
   if threshold is not None:
-    return targets.Threshold(float(to_fit_units(threshold, metric))), f"explicit threshold {threshold:g}"
+    return targets.Threshold(_level_in_fit_units(threshold, metric)), f"explicit threshold {threshold:g}"
   if not 0 < frac < 1:
     raise FitError(f"frac={frac} must be in (0, 1): the fraction of the way from chance to the best level")
   N = np.exp(fit._logX[:, 0])
   y = np.exp(fit._y)
-  c = float(y[N == N.min()].mean()) if chance is None else float(to_fit_units(chance, metric))
+  c = float(y[N == N.min()].mean()) if chance is None else _level_in_fit_units(chance, metric)
   where = "the smallest size's mean" if chance is None else f"chance {chance:g}"
   if isinstance(best, str):
     if best == "fit":
@@ -106,7 +112,7 @@ def threshold_rule(fit: FitResult, *, threshold=None, chance=None, best="fit", f
       return (targets.Threshold(threshold_between(c, float(y.min()), frac)),
               f"{frac:g} of the way from {where} to the best observed value")
     raise FitError(f"best={best!r}; use 'fit', 'observed' or a number (the perfect / Bayes level)")
-  b = float(to_fit_units(best, metric))
+  b = _level_in_fit_units(best, metric)
   return targets.Threshold(threshold_between(c, b, frac)), f"{frac:g} of the way from {where} to {best:g}"
 
 

@@ -17,6 +17,7 @@ with one frequency, a frontier that cannot be fitted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -85,44 +86,73 @@ def resolve_size(label: str, runs) -> tuple[float, str]:
                    "one of those") from None
 
 
-def _task_fits(loaded, args):
+@dataclasses.dataclass
+class TaskFrontier:
+  """A task's fitted curves across frequencies and its frontier (see fit_task)."""
+
+  task: str
+  metric: str
+  fin: object
+  configs: dict
+  fits: list
+  freqs: list[float]
+  sizes: list[float]
+  frontier: object  # frontier.FrequencyFit with a law
+
+  def at(self, N: float, **kw) -> dict:
+    """The planner's numbers at size N (summary(...) plus the threshold and the per-frequency N*)."""
+    out = summary(self.frontier, self.fin, self.configs, N, **kw)
+    ns0 = next((f.nstar for f in self.fits if f.nstar is not None), None)
+    out.update(metric=self.metric, threshold=ns0.threshold if ns0 else None, threshold_rule=ns0.rule if ns0 else None,
+               per_frequency=[{"frequency": f.curve.condition["frequency_per_batch"], "status": f.status,
+                               "reason": f.reason, "n_star": f.nstar.to_dict() if f.nstar else None}
+                              for f in self.fits])
+    return out
+
+
+def _task_curves(loaded, task, metric):
   fin = load_lib.final(loaded.df)
-  curves, _ = curves_lib.build_curves(fin, loaded.configs, metrics=(args.metric,))
+  curves, _ = curves_lib.build_curves(fin, loaded.configs, metrics=(metric,))
   tasks = sorted({c.task for c in curves if c.kind == "task"})
-  if args.task not in tasks:
-    raise FitError(f"task {args.task!r} is not in the sweep (LM task curves: {', '.join(tasks) or 'none'}); pass "
+  if task not in tasks:
+    raise FitError(f"task {task!r} is not in the sweep (LM task curves: {', '.join(tasks) or 'none'}); pass "
                    "one of those to --task")
-  mine = [c for c in curves if c.kind == "task" and c.task == args.task
-          and c.condition.get("schedule") in ("random", None)]
+  mine = [c for c in curves if c.kind == "task" and c.task == task and c.condition.get("schedule") in ("random", None)]
   freqs = sorted({c.condition["frequency_per_batch"] for c in mine})
   if len(freqs) < 2:
-    raise FitError(f"the sweep has {len(freqs)} frequency of {args.task} ({', '.join(f'{f:g}' for f in freqs)}/batch); "
-                   f"f*(N) needs >= 2: add values to the sweep's data.tasks.{args.task}.frequency axis")
-  fits = curves_lib.fit_curves(mine, holdout=False, jobs=args.jobs, progress=False, frac=args.frac)
-  return fin, fits, freqs
+    raise FitError(f"the sweep has {len(freqs)} frequency of {task} ({', '.join(f'{f:g}' for f in freqs)}/batch); "
+                   f"f*(N) needs >= 2: add values to the sweep's data.tasks.{task}.frequency axis")
+  return fin, mine, freqs
 
 
-def plan(args) -> dict:
-  """The planner's numbers as a dict (see the module docstring); raises FitError / LoadError on bad input."""
-  loaded = load_lib.load(args.sweep_dir)
-  fin, fits, freqs = _task_fits(loaded, args)
-  N, how = resolve_size(args.size, loaded.runs)
-  sizes = sorted({float(n) for f in fits for n in np.unique(f.curve.N)})
-  if N > sizes[-1] * MAX_EXTRAPOLATION or N < sizes[0] / MAX_EXTRAPOLATION:
-    raise FitError(f"--size {args.size} (N = {N:.3g}) is more than {MAX_EXTRAPOLATION:g}× outside the fitted sizes "
+def fit_task(loaded, task: str, metric: str = "accuracy", *, frac: float = 0.5, jobs: int = 1,
+             size: float | None = None) -> TaskFrontier:
+  """Fits the task's curve at each frequency and the frontier through their N*. size (optional) is checked
+  against the fitted sizes first (no fit for a size the sweep cannot speak to)."""
+  fin, mine, freqs = _task_curves(loaded, task, metric)
+  sizes = sorted({float(n) for c in mine for n in np.unique(c.N)})
+  if size is not None and (size > sizes[-1] * MAX_EXTRAPOLATION or size < sizes[0] / MAX_EXTRAPOLATION):
+    raise FitError(f"--size N = {size:.3g} is more than {MAX_EXTRAPOLATION:g}× outside the fitted sizes "
                    f"{sizes[0]:.3g}..{sizes[-1]:.3g}; plan for a size within that range or add sizes to the sweep")
+  fits = curves_lib.fit_curves(mine, holdout=False, jobs=jobs, progress=False, frac=frac)
   ff = [g for g in frontier.frequency_laws(fits) if g.kind == "task"]
   if not ff or ff[0].law is None:
     why = ff[0].reason if ff else "no frequency has a fitted N*"
     skipped = "; ".join(f"f={f.curve.condition['frequency_per_batch']:g}: {f.reason}" for f in fits if f.reason)
-    raise FitError(f"cannot fit the frontier N*(f) of {args.task}: {why}" + (f" ({skipped})" if skipped else ""))
-  out = summary(ff[0], fin, loaded.configs, N, level=args.level, current=args.current_frequency,
-                n_train=args.train_instances, gap_tol=args.gap_tol)
-  ns0 = next((f.nstar for f in fits if f.nstar is not None), None)
-  out.update(metric=args.metric, size=args.size, size_from=how, threshold=ns0.threshold if ns0 else None,
-             threshold_rule=ns0.rule if ns0 else None,
-             per_frequency=[{"frequency": f.curve.condition["frequency_per_batch"], "status": f.status,
-                             "reason": f.reason, "n_star": f.nstar.to_dict() if f.nstar else None} for f in fits])
+    raise FitError(f"cannot fit the frontier N*(f) of {task}: {why}" + (f" ({skipped})" if skipped else ""))
+  return TaskFrontier(task, metric, fin, loaded.configs, fits, freqs, sizes, ff[0])
+
+
+def plan(args) -> dict:
+  """The planner's numbers as a dict (see the module docstring); raises FitError / LoadError on bad input."""
+  if args.emit_config:
+    _check_emit(args)  # before any fitting: a refused path costs nothing
+  loaded = load_lib.load(args.sweep_dir)
+  N, how = resolve_size(args.size, loaded.runs)
+  tf = fit_task(loaded, args.task, args.metric, frac=args.frac, jobs=args.jobs, size=N)
+  out = tf.at(N, level=args.level, current=args.current_frequency, n_train=args.train_instances,
+              gap_tol=args.gap_tol)
+  out.update(size=args.size, size_from=how)
   if args.emit_config:
     out["emitted"] = emit_config(args, loaded, out)
   return out
@@ -147,7 +177,8 @@ def summary(ff, fin, configs, N: float, *, level: float = 0.95, current: float |
           "holdouts": [h.to_dict() for h in ff.holdouts]}
 
 
-def _lines(r: dict) -> list[str]:
+def lines(r: dict) -> list[str]:
+  """The plan as text lines (what the CLI prints)."""
   fmt = lambda v: "∞" if v == math.inf else f"{v:.3g}"
   law = r["law"]
   g_ci = law["ci"]["gamma"] if law["ci"] else (math.nan, math.nan)
@@ -207,14 +238,18 @@ def _drop_key(d: dict, dotted: str) -> dict:
   return d
 
 
-def emit_config(args, loaded, r: dict) -> str:
-  """Writes the verification sweep config; returns its path. Refuses to overwrite unless --force."""
-  path = args.emit_config
-  if os.path.exists(path) and not args.force:
-    raise FitError(f"--emit_config {path} exists; pass --force to overwrite it or choose another path")
+def _check_emit(args):
+  if os.path.exists(args.emit_config) and not args.force:
+    raise FitError(f"--emit_config {args.emit_config} exists; pass --force to overwrite it or choose another path")
   if args.size not in ladder.LADDER:
     raise FitError(f"--emit_config needs --size as a ladder name (one of {', '.join(ladder.LADDER)}), got "
                    f"{args.size!r}")
+
+
+def emit_config(args, loaded, r: dict) -> str:
+  """Writes the verification sweep config; returns its path. Refuses to overwrite unless --force."""
+  _check_emit(args)
+  path = args.emit_config
   sc = _sweep_config(args.sweep_dir[0]) or {}
   key = f"data.tasks.{args.task}.frequency"
   overrides = _drop_key(sc.get("overrides") or {}, key)
@@ -251,7 +286,7 @@ def main(argv=None) -> int:
   except (FitError, load_lib.LoadError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(json.dumps(_jsonable(r), sort_keys=True) if args.json else "\n".join(_lines(r)))
+  print(json.dumps(_jsonable(r), sort_keys=True) if args.json else "\n".join(lines(r)))
   return 0
 
 

@@ -11,7 +11,8 @@ Every quantity is made a coordinate of its own parametrisation (targets.py), the
 value by a batched damped Gauss-Newton (`minimise`), and the interval ends are found by an outward scan from ψ̂
 (quadratically spaced, widened 4x until Λ passes the critical value) and a refinement on the bracket,
 interpolated in √Λ (nearly linear in ψ). An end that never passes it within the parameter's range is open: the
-interval runs to the bound (α, E) or to 0/∞ (A, N*), and a parameter open at both ends is flagged unidentified.
+interval runs to the bound (α, E) or to 0/∞ (A, N*). A parameter open at both ends is flagged unidentified, and so
+is a floor (E, L_lo) whose interval spans more than FLAT_FLOOR of the range the data allow it ([0, ceiling]).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ SCAN_POINTS = 12
 REFINE_POINTS = 9
 MAX_WIDENINGS = 8
 _LM_MAX_ITER = 150
+FLOORS = ("E", "L_lo")
+FLAT_FLOOR = 0.5  # a floor whose interval covers more than this share of [0, its ceiling] is "not identified"
 
 
 def minimise(resid, phi, lo, hi, delta, max_iter=_LM_MAX_ITER):
@@ -200,6 +203,8 @@ def with_profile_ci(fit: FitResult, level: float = 0.95) -> FitResult:
     (lo, hi), (o_lo, o_hi) = interval(t, fit, cal, level)
     ci[name] = (t.report(lo, o_lo, -1), t.report(hi, o_hi, +1))
     identified[name] = not (o_lo and o_hi)
+    if name in FLOORS:  # a floor is bounded by the data: flat when its interval spans most of [0, ceiling]
+      identified[name] = bool(identified[name] and ci[name][1] - ci[name][0] < FLAT_FLOOR * t.psi_hi)
   return dataclasses.replace(fit, ci=ci, ci_level=level, ci_method="profile", identified=identified,
                              samples=None)
 

@@ -238,8 +238,8 @@ def _summary(doc, args, loaded, fin, curves, fits, freq_fits) -> None:
     elif exp == "toy":
       items.append(f"toy: {len(g)} member runs, widths {sorted(int(w) for w in g['width'].dropna().unique())}, "
                    f"β {sorted(float(b) for b in g['beta'].dropna().unique())}"
-                   + (f", withhold gaps {sorted(float(p) for p in g['inject_period'].dropna().unique())}"
-                      if g['inject_period'].notna().any() else "") + ".")
+                   + (f", withhold gaps {sorted(float(p) for p in g['inject_period'].dropna().unique() if p > 1)}"
+                      if (g['inject_period'] > 1).any() else "") + ".")
     else:
       items.append(f"{exp}: {len(g)} runs (no analysis defined for this experiment beyond the table).")
   bg = next((c for c in curves if c.kind == "background"), None)

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # headless: before pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from analysis.curves import fmt_n  # noqa: E402
 
@@ -83,9 +83,18 @@ def toy_runs(df):
 
 
 def log_axes(ax, x=True, y=True):
-  """Decade major ticks (10^k labels) and unlabelled minor ticks on log axes, so labels never collide."""
-  for on, axis in ((x, ax.xaxis), (y, ax.yaxis)):
-    if on:
+  """Readable log axes: decade labels (10^k) with unlabelled minor ticks, or, on an axis spanning less than about
+  two decades, labels at 1-2-5 multiples, so that every axis shows at least three labelled ticks. Call it after
+  the data (and any limits) are set."""
+  for on, axis, lim in ((x, ax.xaxis, ax.get_xlim()), (y, ax.yaxis, ax.get_ylim())):
+    if not on:
+      continue
+    decades = np.log10(max(lim) / max(min(lim), 1e-300))
+    axis.set_minor_formatter(NullFormatter())
+    if decades < 1.8:
+      axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+      axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+      axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
+    else:
       axis.set_major_locator(LogLocator(base=10, numticks=12))
       axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
-      axis.set_minor_formatter(NullFormatter())

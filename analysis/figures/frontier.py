@@ -60,15 +60,15 @@ def _panel(ax, ff, members, spec):
     ax.step(g, fr.toy_n_crit(spec, g, base_share=base), where="post", color=PROP6, ls="--", lw=1.2, zorder=2)
   ax.set_xscale("log")
   ax.set_yscale("log")
-  log_axes(ax)
   ax.set_ylim(pts[:, 1].min() / 2.5, top)
+  log_axes(ax)
   ax.set_xlabel("task frequency (instances per batch)" if ff.kind == "task" else "task frequency π")
   ax.set_ylabel("non-embedding parameters N" if ff.kind == "task" else "width N")
   what = f"{ff.task} {ff.metric}" if ff.kind == "task" else (
       f"toy β={ff.condition['beta']:g}" + (f", injected {ff.task}" if ff.condition.get("injected") else ""))
   thr = members[0].nstar
   gam = f", γ = {ff.law.gamma:.2f}" if ff.law is not None else ""
-  ax.set_title(f"{what}: learnable above the line{gam}\nN* at {ff.metric} {'≥' if ff.metric == 'accuracy' else '≤'} "
+  ax.set_title(f"{what}{gam}\nlearnable above the line: {ff.metric} {'≥' if ff.metric == 'accuracy' else '≤'} "
                f"{thr.threshold:.3g}", fontsize=8)
   if ff.law is None:
     ax.text(0.03, 0.03, f"no frontier: {ff.reason}", transform=ax.transAxes, fontsize=6, va="bottom", wrap=True)
@@ -97,13 +97,14 @@ def frontier(freq_fits: list, fits: list, out_dir: str, formats=FORMATS, toy_spe
   n = len(groups)
   ncol = min(n, 3)
   nrow = math.ceil(n / ncol)
-  fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow + 0.9), squeeze=False)
+  width = max(3.6 * ncol, 6.4)  # the legend below needs room even under one panel
+  fig, axes = plt.subplots(nrow, ncol, figsize=(width, 3.3 * nrow + 1.1), squeeze=False)
   specs = toy_specs or {}
   for ax, (ff, members) in zip(axes.flat, groups):
     _panel(ax, ff, members, specs.get(ff.condition.get("beta")) if ff.kind == "toy" else None)
   for ax in list(axes.flat)[n:]:
     ax.set_axis_off()
   handles = _handles(any(ff.toy for ff, _ in groups), any(ff.law is not None for ff, _ in groups))
-  fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=7, frameon=False)
+  fig.legend(handles=handles, loc="outside lower center", ncol=3 if ncol > 1 else 2, fontsize=7, frameon=False)
   fig.suptitle("Learnability frontier: size × frequency", fontsize=10)
   return save(fig, out_dir, "frontier", formats)

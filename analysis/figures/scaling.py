@@ -18,7 +18,7 @@ MAX_TOY_PANELS = 16
 BAND_KNOTS = 7  # profile intervals of the curve at this many sizes, interpolated in log N
 
 
-def _draw_fit(ax, cf, color, label):
+def _draw_fit(ax, cf, color, label, band=True):
   c = cf.curve
   y = c.y if c.metric != "accuracy" else c.y
   ax.scatter(c.N, y, s=12, color=color, alpha=0.8, label=label)
@@ -27,7 +27,7 @@ def _draw_fit(ax, cf, color, label):
   grid = np.geomspace(c.N.min() / 1.5, c.N.max() * 1.5, 150)
   to_metric = (lambda v: 1 - v) if c.metric == "accuracy" else (lambda v: v)
   ax.plot(grid, to_metric(cf.fit.predict(grid)), color=color, lw=1.2)
-  if cf.fit.samples is not None or cf.fit.ci_method == "profile":
+  if band and (cf.fit.samples is not None or cf.fit.ci_method == "profile"):
     try:
       lo, hi = profile.curve_band(cf.fit, grid, n_knots=BAND_KNOTS)
     except FitError:  # no residual dof: no band
@@ -70,21 +70,22 @@ def scaling_curve(name: str, members: list, out_dir: str, formats=FORMATS) -> li
     raise SkipFigure("no curves")
   first = members[0].curve
   if first.kind == "toy":
-    members = sorted(members, key=lambda m: m.curve.task)
+    members = sorted(members, key=lambda m: (m.curve.task, m.curve.condition.get("frequency_per_token", 0)))
     pick = set(pick_tasks(len(members), MAX_TOY_PANELS))
     members = [m for i, m in enumerate(members, start=1) if i in pick]
     ncol = min(4, len(members))
     nrow = math.ceil(len(members) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow), squeeze=False, sharey=True)
     for ax, m in zip(axes.flat, members):
-      _draw_fit(ax, m, "tab:blue", None)
+      _draw_fit(ax, m, "tab:blue", None, band=False)  # many panels, exact theory elsewhere: fit and N* only
       ax.set_xscale("log", base=2)
       ax.set_yscale("log")
       ax.axhline(0.5, color="grey", ls="--", lw=0.6)
-      ax.set_title(m.curve.task + ("" if m.fit is not None else f"\n(no fit: {m.reason})"), fontsize=7)
+      rate = f" π_r={m.curve.condition['frequency_per_token']:.3g}" if m.curve.condition.get("injected") else ""
+      ax.set_title(m.curve.task + rate + ("" if m.fit is not None else f"\n(no fit: {m.reason})"), fontsize=7)
     for ax in list(axes.flat)[len(members):]:
       ax.set_axis_off()
-    fig.suptitle(f"toy β={first.condition['beta']:g}: normalised loss vs width (fit, 95% band, N* dotted)",
+    fig.suptitle(f"toy β={first.condition['beta']:g}: normalised loss vs width (fit; N* dotted, its 95% CI shaded)",
                  fontsize=9)
     return save(fig, out_dir, name, formats)
   fig, ax = plt.subplots(figsize=(4.2, 3.9))

@@ -55,3 +55,7 @@ class CorruptCheckpoint(ScalingError, RuntimeError):
 
 class FitError(ConfigError):
   """Data that cannot be fitted or analysed as asked (too few sizes, a bad column, a malformed sweep)."""
+
+
+class LoadError(ConfigError):
+  """A sweep folder with nothing usable to analyse; the message names the path and the fix."""
