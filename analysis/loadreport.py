@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 
 from scaling.core.errors import LoadError
 
@@ -39,13 +40,17 @@ class LoadReport:
 
 
 def read_manifest(sweep_dir: str) -> dict | None:
+  """The sweep's manifest.json, None when there is none; a file that is not one is a LoadError."""
   path = os.path.join(sweep_dir, MANIFEST)
-  if not os.path.exists(path):
-    return None
   try:
-    with open(path) as f:
-      m = json.load(f)
-  except (json.JSONDecodeError, OSError) as e:
+    text = pathlib.Path(path).read_text()
+  except FileNotFoundError:
+    return None
+  except OSError as e:
+    raise LoadError(f"{path}: cannot be read ({e}); fix its permissions or move it away") from None
+  try:
+    m = json.loads(text)
+  except json.JSONDecodeError as e:
     raise LoadError(f"{path}: not valid JSON ({e}); move it away to load the run dirs alone") from None
   if not isinstance(m, dict) or not isinstance(m.get("runs"), list):
     raise LoadError(f"{path}: no 'runs' list; this is not a launch/sweep.py manifest, move it away")

@@ -16,7 +16,6 @@ with one frequency, a frontier that cannot be fitted).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -26,8 +25,8 @@ import sys
 
 import numpy as np
 
+from analysis import cli, frontier, upsampling
 from analysis import curves as curves_lib
-from analysis import frontier, upsampling
 from analysis import load as load_lib
 from analysis.curves import _jsonable
 from scaling.core import rundir
@@ -37,14 +36,9 @@ from scaling.lm import ladder
 MAX_EXTRAPOLATION = 100.0
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, no usage dump
-    self.exit(2, f"error: {message} (see --help)\n")
-
-
 def parse_args(argv):
-  p = _Parser(prog="python -m analysis.plan", description=__doc__.split("\n\n")[0])
-  p.add_argument("--sweep_dir", action="append", required=True, help="a sweep dir (repeat for several)")
+  p = cli.Parser(prog="python -m analysis.plan", description=__doc__.split("\n\n")[0])
+  cli.add_sweep_dirs(p)
   p.add_argument("--task", required=True, help="the task, e.g. cmp")
   p.add_argument("--size", required=True, help="model size: a ladder name (1M) or a non-embedding parameter count")
   p.add_argument("--metric", choices=("accuracy", "loss"), default="accuracy", help="the curve that defines N*")

@@ -16,7 +16,6 @@ prints one JSON object (E, A, alpha[, B, beta], n_points, loss, at_bound[, ci, c
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis import fitcore, profile
+from analysis import cli, fitcore, profile
 from analysis.bootstrap import bootstrap
 from analysis.fitcore import DEFAULT_DELTA, MIN_SIZES_FREE_E, N_STARTS, noise_std
 from analysis.fitresult import FitResult, percentile_interval, predict
@@ -116,11 +115,6 @@ def choose_model(N, L, *, fix_E=None, delta=DEFAULT_DELTA, n_starts=N_STARTS) ->
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, no usage dump
-    self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _column(df, name, flag, path):
   if name not in df.columns:
     raise FitError(f"column {name!r} (from {flag}) is not in {path}; it has columns: "
@@ -136,7 +130,7 @@ def _column(df, name, flag, path):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  p = _Parser(prog="python -m analysis.powerlaw", description=__doc__.split("\n\n")[0])
+  p = cli.Parser(prog="python -m analysis.powerlaw", description=__doc__.split("\n\n")[0])
   p.add_argument("--csv", required=True, help="input CSV")
   p.add_argument("--n", required=True, help="column with model size N")
   p.add_argument("--loss", required=True, help="column with the loss")

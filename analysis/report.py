@@ -14,7 +14,6 @@ Exit codes: 0 report written (gaps are listed inside); 2 nothing to analyse or b
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import logging
@@ -22,10 +21,10 @@ import os
 import sys
 import time
 
+from analysis import cli, parallel
 from analysis import curves as curves_lib
 from analysis import frontier as frontier_lib
 from analysis import load as load_lib
-from analysis import parallel
 from analysis import plan as plan_lib
 from analysis import predictions as pr
 from analysis import report_sections as sec
@@ -34,14 +33,9 @@ from analysis.report_doc import Doc
 from analysis.report_predictions import predictions_section
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, no usage dump
-    self.exit(2, f"error: {message} (see --help)\n")
-
-
 def parse_args(argv):
-  p = _Parser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0])
-  p.add_argument("--sweep_dir", action="append", required=True, help="a sweep dir (repeat for several)")
+  p = cli.Parser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0])
+  cli.add_sweep_dirs(p)
   p.add_argument("--out", default=None, help="output folder (default: the first --sweep_dir)")
   p.add_argument("--ci", choices=curves_lib.CI_METHODS, default=None,
                  help="per-curve intervals: profile likelihood (calibrated; the default) or bootstrap percentiles "
