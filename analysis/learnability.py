@@ -144,7 +144,7 @@ def n_star(fit: FitResult, *, threshold=None, chance=None, best="fit", frac=0.5,
     draws = targets.crossing_of(fit.method, fit.samples, thr)
     out.samples, out.ci, out.ci_level = draws, _order_ci(draws, level), level
     out.p_cross, out.ci_method = float(np.mean(np.isfinite(draws))), fit.ci_method
-  elif fit.ci_method == "profile":
+  elif fit.ci_method == "profile" and fit.dof > 0:
     _, out.ci, out.p_cross = profile.n_star_interval(fit, thr, level)
     out.ci_level, out.ci_method = level, "profile"
   return out

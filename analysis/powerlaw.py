@@ -45,7 +45,8 @@ def _fit(method, N, L, D=None, *, fix_E=None, delta=DEFAULT_DELTA, seeds=None, n
     raise FitError(f"level={level} must be in (0, 1), e.g. 0.95")
   out = fitcore.fit_point(method, N, L, D, fix_E=fix_E, delta=delta, seeds=seeds, n_starts=n_starts)
   if ci == "profile":
-    return profile.with_profile_ci(out, level)
+    # No residual dof (as many points as parameters): the point fit stands, without intervals.
+    return profile.with_profile_ci(out, level) if out.dof > 0 else out
   if n_boot or ci == "bootstrap":
     return bootstrap(out, n_resamples=n_boot or 1000, level=level, seed=seed, progress=progress)
   return out
