@@ -104,7 +104,7 @@ def threshold_rule(fit: FitResult, *, threshold=None, chance=None, best="fit", f
   N = np.exp(fit._logX[:, 0])
   y = np.exp(fit._y)
   c = float(y[N == N.min()].mean()) if chance is None else _level_in_fit_units(chance, metric)
-  where = "the smallest size's mean" if chance is None else f"chance {chance:g}"
+  where = "the smallest size's mean" if chance is None else f"chance {chance:.3g}"
   if isinstance(best, str):
     if best == "fit":
       return targets.Threshold((1 - frac) * c, frac), f"{frac:g} of the way from {where} to the fitted floor"
@@ -113,7 +113,7 @@ def threshold_rule(fit: FitResult, *, threshold=None, chance=None, best="fit", f
               f"{frac:g} of the way from {where} to the best observed value")
     raise FitError(f"best={best!r}; use 'fit', 'observed' or a number (the perfect / Bayes level)")
   b = _level_in_fit_units(best, metric)
-  return targets.Threshold(threshold_between(c, b, frac)), f"{frac:g} of the way from {where} to {best:g}"
+  return targets.Threshold(threshold_between(c, b, frac)), f"{frac:g} of the way from {where} to {best:.3g}"
 
 
 def _no_cross_reason(method, params, thr):

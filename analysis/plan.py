@@ -28,7 +28,7 @@ import numpy as np
 from analysis import cli, frontier, upsampling
 from analysis import curves as curves_lib
 from analysis import load as load_lib
-from analysis.curves import _jsonable
+from analysis.curves import _jsonable, fmt_n
 from scaling.core import rundir
 from scaling.core.errors import FitError
 from scaling.lm import ladder
@@ -164,7 +164,7 @@ def summary(ff, fin, configs, N: float, *, level: float = 0.95, current: float |
   up = upsampling.verdict(up, f_star)
   return {"task": ff.task, "metric": ff.metric, "N": N, "frequencies": freqs, "sizes": ff.sizes, "level": level, "law": law.to_dict(),
           "f_star": f_star, "f_star_ci": [f_lo, f_hi], "current_frequency": f_cur,
-          "current_from": "--current_frequency" if current else "the sweep's lowest frequency",
+          "current_from": "the current frequency (--current_frequency)" if current else "the sweep's lowest frequency",
           "factor": f_star / f_cur, "factor_ci": [f_lo / f_cur, f_hi / f_cur],
           "n_star_at_current": n_cur, "n_star_at_current_ci": [n_lo, n_hi],
           "extrapolated": bool(not freqs[0] <= f_star <= freqs[-1]), "upsampling": up.to_dict(),
@@ -177,12 +177,12 @@ def lines(r: dict) -> list[str]:
   law = r["law"]
   g_ci = law["ci"]["gamma"] if law["ci"] else (math.nan, math.nan)
   out = [f"task {r['task']} ({r['metric']}; N* = {r['threshold_rule']}, threshold {fmt(r['threshold'])}); "
-         f"frequencies {', '.join(f'{f:g}' for f in r['frequencies'])}/batch; sizes {fmt(r['sizes'][0])}.."
-         f"{fmt(r['sizes'][-1])}",
+         f"frequencies {', '.join(f'{f:g}' for f in r['frequencies'])}/batch; sizes {fmt_n(r['sizes'][0])}.."
+         f"{fmt_n(r['sizes'][-1])}",
          f"frontier: N* = {fmt(math.exp(law['c']))}·f^-{law['gamma']:.3g} (γ {r['level']:.0%} CI {fmt(g_ci[0])}.."
          f"{fmt(g_ci[1])}) from {law['n_points']} frequencies" + (f"; left out: {law['excluded']}" if law["excluded"]
                                                                   else ""),
-         f"at N = {fmt(r['N'])} ({r['size_from']}):",
+         f"at N = {fmt_n(r['N'])} ({r['size_from']}):",
          f"  f* = {fmt(r['f_star'])} instances/batch [{r['level']:.0%} CI {fmt(r['f_star_ci'][0])}, "
          f"{fmt(r['f_star_ci'][1])}] = {fmt(r['factor'])}× {r['current_from']} {r['current_frequency']:g}/batch "
          f"[{fmt(r['factor_ci'][0])}×, {fmt(r['factor_ci'][1])}×]"

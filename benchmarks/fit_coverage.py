@@ -59,15 +59,15 @@ def _bias(vals):
   return f"{100 * v.mean():+6.2f}% ±{100 * v.std(ddof=1) / math.sqrt(len(v)):4.2f} (med {100 * np.median(v):+5.2f}%)"
 
 
-def _print_cells(results, method):
+def _print_cells(results, method, alphas, sigmas, seeds):
   print(f"\nCoverage of 95% intervals ({method}), share of draws holding the truth: E / A / α / N*;"
         " 'unid': share flagged E not identified")
-  print(f"{'alpha':>6} {'sigma':>6} | " + " | ".join(f"{s} seeds{'':>22}" for s in SEEDS))
+  print(f"{'alpha':>6} {'sigma':>6} | " + " | ".join(f"{s} seeds{'':>22}" for s in seeds))
   pooled = {k: [] for k in synthetic.PARAMS}
-  for alpha in ALPHAS:
-    for sigma in SIGMAS:
+  for alpha in alphas:
+    for sigma in sigmas:
       cells = []
-      for s in SEEDS:
+      for s in seeds:
         rs = results.get((alpha, sigma, s))
         if not rs:
           cells.append(f"{'–':>30}")
@@ -88,11 +88,15 @@ def main(argv=None):
   p.add_argument("--bootstrap_draws", type=int, default=0, help="also bootstrap percentile intervals (draws/cell)")
   p.add_argument("--frontier_draws", type=int, default=200, help="synthetic sweeps per γ for the frontier")
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+  p.add_argument("--alphas", type=float, nargs="+", default=ALPHAS, help="a subset of the grid's α")
+  p.add_argument("--sigmas", type=float, nargs="+", default=SIGMAS, help="a subset of the grid's σ")
+  p.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="a subset of the seeds per size")
   a = p.parse_args(argv)
   t0 = time.perf_counter()
-  jobs = [(al, s, k, a.draws, "profile") for al in ALPHAS for s in SIGMAS for k in SEEDS]
+  grid = [(al, s, k) for al in a.alphas for s in a.sigmas for k in a.seeds]
+  jobs = [(*g, a.draws, "profile") for g in grid]
   if a.bootstrap_draws:
-    jobs += [(al, s, k, a.bootstrap_draws, "bootstrap") for al in ALPHAS for s in SIGMAS for k in SEEDS]
+    jobs += [(*g, a.bootstrap_draws, "bootstrap") for g in grid]
   fjobs = [(g, 4, a.frontier_draws) for g in GAMMAS]
   with mp.get_context("fork").Pool(a.workers) as pool:
     done = pool.map(_cell, jobs, chunksize=1)
@@ -100,15 +104,17 @@ def main(argv=None):
   for method in ("profile", "bootstrap"):
     res = {job[:3]: rs for job, rs in done if job[4] == method}
     if res:
-      _print_cells(res, method)
+      _print_cells(res, method, a.alphas, a.sigmas, a.seeds)
   res = {job[:3]: rs for job, rs in done if job[4] == "profile"}
   print("\nBias of the point estimates (least squares on log L), pooled over seeds: mean relative error ± MC s.e."
-        " (median)")
-  for sigma in SIGMAS:
-    for alpha in ALPHAS:
-      rs = [r for s in SEEDS for r in res.get((alpha, sigma, s), [])]
+        " (median); last column: E over the draws whose E is identified")
+  for sigma in a.sigmas:
+    for alpha in a.alphas:
+      rs = [r for s in a.seeds for r in res.get((alpha, sigma, s), [])]
+      ok = [r["rel_error"]["E"] for r in rs if not r["unidentified"]]
       print(f"sigma {sigma:<6g} alpha {alpha:<4g} n={len(rs):<4d}  alpha: {_bias([r['rel_error']['alpha'] for r in rs])}"
-            f"   E: {_bias([r['rel_error']['E'] for r in rs])}")
+            f"   E: {_bias([r['rel_error']['E'] for r in rs])}   E identified (n={len(ok)}): "
+            + (_bias(ok) if len(ok) > 1 else "–"))
   for (gamma, n_freqs, _), rs in fdone:
     ok = [r for r in rs if r is not None]
     g = np.array([r["gamma"] for r in ok])

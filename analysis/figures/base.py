@@ -93,7 +93,7 @@ def log_axes(ax, x=True, y=True):
     axis.set_minor_formatter(NullFormatter())
     if decades < 1.8:
       axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
-      axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+      axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_n(v) if v >= 1e4 else f"{v:g}"))
       axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
     else:
       axis.set_major_locator(LogLocator(base=10, numticks=12))

@@ -90,7 +90,9 @@ def scaling_curve(name: str, members: list, out_dir: str, formats=FORMATS) -> li
     return save(fig, out_dir, name, formats)
   fig, ax = plt.subplots(figsize=(4.2, 3.9))
   pal = sns.color_palette("viridis", len(members))
-  for color, m in zip(pal, sorted(members, key=lambda m: str(m.curve.id))):
+  order = lambda m: (m.curve.condition.get("schedule") or "", m.curve.condition.get("frequency_per_batch", 0.0),
+                     str(m.curve.id))
+  for color, m in zip(pal, sorted(members, key=order)):
     c = m.curve
     lab = c.label().replace(f"{c.task} {c.metric}", "").strip() or c.task
     lab += f" ({m.model})" if m.fit is not None else " (no fit, see report)"
