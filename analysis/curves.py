@@ -1,17 +1,21 @@
-"""Scaling curves of a sweep, their fits, and N* (learnable size) per curve and across frequencies.
+"""Scaling curves of a sweep, their fits, and N* (learnable size) per curve.
 
 What is a curve (one fit each):
   task        LM: final eval/<task>/{loss,accuracy} (test split; LABEL-token loss in nats) vs non-embedding N,
               one curve per (task, frequency_per_batch, schedule, period); seeds are repeated rows.
   background  LM: final eval/background/loss vs non-embedding N (E fixed to the synthetic language's
               entropy rate when it is known, see `background_floor`). No N* (not a task).
-  toy         toy: final toy/<task>/loss_norm vs width, one curve per (task, β, injected task, gap).
+  toy         toy: final toy/<task>/loss_norm vs width, one curve per (task, β); and for runs whose injected task
+              arrives evenly (inject schedule interleave, or withhold with period 1) the injected task's curve per
+              injected frequency (a sweep over π_r). Withhold runs with gaps are Fig 4's, not fitted.
 Models: LM curves use the leave-one-size-out choice between power law and logistic step when there are >= 6
 sizes ('auto'), the power law otherwise; toy curves use the logistic step (TOY_MODEL; the exact theory is their
-reference, analysis.predictions). N* is learnability.n_star's halfway crossing between chance and the fitted floor.
+reference, analysis.predictions). Fits are least squares on log values with profile-likelihood intervals
+(ci='profile', the default) or bootstrap percentile intervals (ci='bootstrap').
 
-Chance (the "not learned" level) per task: summary["tasks"][t]["chance_loss" | "n_classes"] when a run
-records it, else CHANCE below, else the mean loss of the smallest model (flagged in the report).
+N*: learnability.n_star's crossing of the halfway level between chance and the task's perfect level (PERFECT;
+unknown tasks: the fitted floor). Chance (the "not learned" level) per task: summary["tasks"][t]["chance_loss" |
+"n_classes"] when a run records it, else CHANCE below, else the mean loss of the smallest model (flagged).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ from analysis import powerlaw as pl
 CHANCE = {"cmp": {"loss": math.log(2), "accuracy": 0.5, "why": "cmp: LABEL is one of the 2 input tokens"},
           "add": {"loss": math.log(100), "accuracy": 0.01, "why": "add: 100 classes (sums mod 100)"}}
 TOY_CHANCE = 1.0  # normalised loss of the zero predictor
+# Perfect (Bayes) levels: T_CMP's and T_ADD's LABEL is a function of the two inputs, so a model that learned the
+# task has loss 0 and accuracy 1; the toy's optimal decoder at full width has normalised loss 0.
+PERFECT = {"loss": 0.0, "accuracy": 1.0}
+PERFECT_TASKS = ("cmp", "add")
+TOY_PERFECT = 0.0
 MIN_AUTO_SIZES = 6  # choose_model's leave-one-size-out needs 5 sizes left after holding one out
 CHOICE_STARTS = 4  # multi-starts per leave-one-out refit: the choice compares errors, 12 starts buy nothing there
 # The toy's optimum is a staircase in width: a drop when the task's first feature enters (to ~0.4 of chance at
@@ -41,6 +50,7 @@ CHOICE_STARTS = 4  # multi-starts per leave-one-out refit: the choice compares e
 TOY_MODEL = "logistic"
 # Toy curves are many (K tasks × β) and have an exact theory to compare with, so their N* CIs get fewer resamples.
 TOY_BOOTSTRAP = 100
+CI_METHODS = ("profile", "bootstrap")
 
 
 @dataclasses.dataclass
@@ -60,6 +70,7 @@ class Curve:
   runs: list[str]
   chance: float | None = None
   chance_source: str = ""
+  perfect: float | None = None
   fix_E: float | None = None
   fix_E_source: str = ""
 
@@ -80,8 +91,8 @@ class Curve:
       parts.append(f"{c['schedule']} P={c.get('period'):g}")
     if c.get("beta") is not None and np.isfinite(c.get("beta", np.nan)):
       parts.append(f"β={c['beta']:g}")
-    if c.get("inject_period") is not None and np.isfinite(c.get("inject_period", np.nan)):
-      parts.append(f"inject t{int(c['inject_task']):02d} G={c['inject_period']:g}")
+    if c.get("injected"):
+      parts.append(f"injected π_r={c['frequency_per_token']:.3g}")
     return " ".join(parts)
 
 
@@ -105,7 +116,7 @@ class CurveFit:
     out = {"id": c.id, "kind": c.kind, "task": c.task, "metric": c.metric, "key": c.key, "x": c.x_name,
            "condition": _jsonable(c.condition), "n_points": int(len(c.y)), "n_sizes": c.n_sizes,
            "sizes": sorted(float(v) for v in np.unique(c.N)), "runs": c.runs, "chance": c.chance,
-           "chance_source": c.chance_source, "fix_E": c.fix_E, "fix_E_source": c.fix_E_source,
+           "chance_source": c.chance_source, "perfect": c.perfect, "fix_E": c.fix_E, "fix_E_source": c.fix_E_source,
            "status": self.status, "reason": self.reason, "model": self.model, "choice_errors": self.choice_errors,
            "seconds": self.seconds}
     if self.fit is not None:
@@ -128,10 +139,10 @@ class Crossing:
   note: str
 
 
-def interpolated_crossing(curve: Curve) -> Crossing | None:
-  """For task curves with too few sizes to fit: the crossing of halfway between chance and the best size mean.
-
-  Only meaningful when the best size beats chance; otherwise the task was learned at no size (n_star = inf).
+def interpolated_crossing(curve: Curve, frac: float = 0.5) -> Crossing | None:
+  """For task curves with too few sizes to fit: where the per-size mean crosses `frac` of the way from chance to
+  the perfect level (the fitted N*'s threshold), or, when the task's perfect level is unknown, to the best size's
+  mean. Only meaningful when some size beats chance; otherwise the task was learned at no size (n_star = inf).
   """
   if curve.kind not in ("task", "toy") or curve.n_sizes < 2:
     return None
@@ -146,8 +157,10 @@ def interpolated_crossing(curve: Curve) -> Crossing | None:
   best = float(np.max(sign * means) * sign)
   if sign * (best - chance) <= 0:
     return Crossing(math.inf, math.nan, f"no size beats chance ({fmt_num(chance)})")
-  thr = lb.threshold_between(chance, best)
+  thr = lb.threshold_between(chance, curve.perfect if curve.perfect is not None else best, frac)
   past = sign * (means - thr) >= 0
+  if not past.any():
+    return Crossing(math.inf, thr, f"no size reaches the threshold {fmt_num(thr)} (best {fmt_num(best)})")
   i = int(np.argmax(past))
   if i == 0:
     return Crossing(math.nan, thr, "past the threshold already at the smallest size")
@@ -158,6 +171,14 @@ def interpolated_crossing(curve: Curve) -> Crossing | None:
 
 def fmt_num(x: float) -> str:
   return f"{x:.3g}"
+
+
+def fmt_n(n: float) -> str:
+  """A parameter count as 1.5M / 200K."""
+  for unit, s in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+    if n >= unit:
+      return f"{n / unit:.3g}{s}"
+  return f"{n:.3g}"
 
 
 def _jsonable(x):
@@ -281,36 +302,59 @@ def build_curves(fin: pd.DataFrame, configs: dict[str, dict],
               ("frequency_per_batch", "schedule", "period") if cond["schedule"] != "random" else
               ("frequency_per_batch",))
       c.chance, c.chance_source = chance_for(str(task), metric, [configs[r] for r in c.runs if r in configs])
+      c.perfect = PERFECT[metric] if str(task) in PERFECT_TASKS else None
       curves.append(c)
   toy = fin[(fin["experiment"] == "toy") & (fin["group"] == "toy") & (fin["metric"] == "loss_norm")
-            & fin["task"].notna()]
-  if toy["inject_task"].notna().any():
-    notes.append("toy runs with an injected (withheld) task are shown in Fig 4, not fitted per task")
-    toy = toy[toy["inject_task"].isna()]
-  if not toy.empty:
-    toy = toy[toy["width"].notna()]
-    gkeys = ["task", "beta", "inject_task", "inject_period"]
-    for (task, beta, it, ip), d in toy.groupby(gkeys, observed=True, dropna=False, sort=True):
-      cond = {"beta": float(beta), "inject_task": float(it), "inject_period": float(ip),
-              "frequency_per_token": float(d["frequency_per_token"].iloc[0])}
-      c = _mk("toy", task, "loss_norm", f"toy/{task}/loss_norm", "width", cond, d,
-              ("beta", "inject_task", "inject_period"))
-      c.chance, c.chance_source = TOY_CHANCE, "toy: normalised loss of the zero predictor"
-      curves.append(c)
+            & fin["task"].notna() & fin["width"].notna()]
+  curves += _toy_curves(toy, notes)
   return curves, notes
+
+
+def _toy_curves(toy: pd.DataFrame, notes: list[str]) -> list[Curve]:
+  out = []
+  if toy.empty:
+    return out
+  inj = toy["inject_task"].notna()
+  names = pd.Series([f"t{int(k):02d}" if np.isfinite(k) else "" for k in toy["inject_task"]], index=toy.index)
+  injected_task = toy["task"].astype(str) == names
+  even = injected_task & ((toy["schedule"] == "interleave") | (toy["period"].fillna(1) <= 1))
+  if (inj & injected_task & ~even).any():
+    notes.append("toy runs with a withheld (gapped) injected task are shown in Fig 4, not fitted per task")
+  if (inj & ~injected_task).any():
+    notes.append("in toy runs with an injected task only the injected task's curve is fitted (the other tasks' "
+                 "frequencies differ from the plain runs')")
+  groups = [(toy[~inj], ["task", "beta"], False), (toy[inj & even], ["task", "beta", "frequency_per_token"], True)]
+  for d_all, gkeys, injected in groups:
+    for key, d in d_all.groupby(gkeys, observed=True, dropna=False, sort=True):
+      task, beta = key[0], key[1]
+      cond = {"beta": float(beta), "frequency_per_token": float(d["frequency_per_token"].iloc[0])}
+      if injected:
+        cond.update(inject_task=float(d["inject_task"].iloc[0]), injected=True)
+      c = _mk("toy", task, "loss_norm", f"toy/{task}/loss_norm", "width", cond, d,
+              ("beta", "inject_task", "frequency_per_token") if injected else ("beta",))
+      c.chance, c.chance_source = TOY_CHANCE, "toy: normalised loss of the zero predictor"
+      c.perfect = TOY_PERFECT
+      out.append(c)
+  return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fitting
 # ---------------------------------------------------------------------------------------------------------------
-def fit_curve(curve: Curve, *, bootstrap: int = 1000, model: str = "auto", seed: int = 0,
-              holdout: bool = True) -> CurveFit:
-  """Fits one curve and its N*; never raises on data problems (status 'skipped' with the reason instead)."""
+def fit_curve(curve: Curve, *, bootstrap: int = 1000, model: str = "auto", seed: int = 0, holdout: bool = True,
+              ci: str = "profile", frac: float = 0.5, threshold: float | None = None) -> CurveFit:
+  """Fits one curve and its N*; never raises on data problems (status 'skipped' with the reason instead).
+
+  ci: 'profile' (profile-likelihood intervals) or 'bootstrap' (bootstrap resamples per fit; 0: none).
+  frac / threshold: N*'s level, a fraction of the way from chance to the perfect level, or explicit.
+  """
   t0 = time.perf_counter()
   out = CurveFit(curve=curve, status="skipped")
   need = 2 if curve.fix_E is not None else (4 if curve.kind == "toy" else pl.MIN_SIZES_FREE_E)
   if curve.n_sizes < need:
-    out.reason = f"needs ≥ {need} sizes (got {curve.n_sizes})"
+    out.reason = (f"needs ≥ {need} sizes (got {curve.n_sizes}): a free floor E, the amplitude A and the "
+                  "exponent α need ≥ 5 sizes to be told apart" if need == pl.MIN_SIZES_FREE_E else
+                  f"needs ≥ {need} sizes (got {curve.n_sizes})")
     out.interpolated = interpolated_crossing(curve)
     return out
   y = curve.y
@@ -319,28 +363,31 @@ def fit_curve(curve: Curve, *, bootstrap: int = 1000, model: str = "auto", seed:
     out.reason = "every value is NaN"
     return out
   N, seeds, y = curve.N[~bad], curve.seeds[~bad], y[~bad]
-  yf = lb._to_fit_units(y, curve.fit_metric)  # accuracy -> error, as learnability fits it
+  yf = lb.to_fit_units(y, curve.fit_metric)  # accuracy -> error, as learnability fits it
   if (yf <= 0).any():
     out.reason = f"{int((yf <= 0).sum())} values <= 0 cannot be fitted in log space"
     return out
   chosen = TOY_MODEL if curve.kind == "toy" else "powerlaw" if curve.kind == "background" else model
+  boot = bootstrap if ci == "bootstrap" else 0
   try:
     if chosen == "auto":
       if len(np.unique(N)) >= MIN_AUTO_SIZES:
-        mc = pl.choose_model(N, yf, fix_E=curve.fix_E, n_starts=CHOICE_STARTS)
+        mc = pl.choose_model(N, yf, fix_E=curve.fix_E, n_starts=CHOICE_STARTS, delta=None)
         chosen, out.choice_errors = mc.winner, mc.errors
       else:
         chosen = "powerlaw"
     fix_E = curve.fix_E if chosen == "powerlaw" else None
     seeds_arg = seeds if np.isfinite(seeds).all() else None
-    ns = lb.fit_n_star(N, y, metric=curve.fit_metric, model=chosen, chance=curve.chance, fix_E=fix_E,
-                       seeds=seeds_arg, bootstrap=bootstrap, seed=seed, progress=False)
+    best = curve.perfect if curve.perfect is not None else "fit"
+    nk = dict(metric=curve.fit_metric, chance=curve.chance, best=best, frac=frac, threshold=threshold)
+    kw = dict(fix_E=fix_E, seeds=seeds_arg, ci=None if ci == "bootstrap" and not boot else ci, bootstrap=boot,
+              seed=seed)
+    ns = lb.fit_n_star(N, y, model=chosen, **nk, **kw)
     out.model, out.fit, out.nstar, out.status = chosen, ns.fit, ns, "ok"
     need_ho = (2 if fix_E is not None else (4 if chosen == "logistic" else pl.MIN_SIZES_FREE_E)) + 1
     if holdout and curve.kind != "toy" and len(np.unique(N)) >= need_ho:
       try:
-        out.holdout = lb.leave_largest_out(N, y, metric=curve.fit_metric, model=chosen, chance=curve.chance,
-                                           fix_E=fix_E, seeds=seeds_arg, bootstrap=0)
+        out.holdout = lb.leave_largest_out(N, y, model=chosen, full=ns, **nk, **kw)
       except pl.FitError:
         pass  # the main fit stands; the check is optional
   except pl.FitError as e:
@@ -353,80 +400,17 @@ def fit_curve(curve: Curve, *, bootstrap: int = 1000, model: str = "auto", seed:
 
 def fit_curves(curves: list[Curve], *, bootstrap: int = 1000, toy_bootstrap: int = TOY_BOOTSTRAP,
                model: str = "auto", seed: int = 0, jobs: int | None = None, progress: bool = True,
-               holdout: bool = True) -> list[CurveFit]:
-  """Fits every curve, in parallel worker processes (bootstraps are CPU-bound and independent)."""
+               holdout: bool = True, ci: str = "profile", frac: float = 0.5) -> list[CurveFit]:
+  """Fits every curve, in parallel worker processes (fits are CPU-bound and independent)."""
   return parallel.run(fit_jobs(curves, bootstrap=bootstrap, toy_bootstrap=toy_bootstrap, model=model, seed=seed,
-                               holdout=holdout), workers=jobs, progress=progress, desc=f"fits (bootstrap {bootstrap})")
+                               holdout=holdout, ci=ci, frac=frac), workers=jobs, progress=progress,
+                      desc="fits" + (f" (bootstrap {bootstrap})" if ci == "bootstrap" else " (profile CIs)"))
 
 
-def fit_jobs(curves, *, bootstrap, toy_bootstrap=TOY_BOOTSTRAP, model="auto", seed=0, holdout=True):
+def fit_jobs(curves, *, bootstrap, toy_bootstrap=TOY_BOOTSTRAP, model="auto", seed=0, holdout=True, ci="profile",
+             frac=0.5):
   """(fn, args, kwargs) jobs for analysis.parallel.run, one per curve."""
+  if ci not in CI_METHODS:
+    raise pl.FitError(f"ci={ci!r}; use one of {', '.join(CI_METHODS)}")
   return [(fit_curve, (c,), dict(bootstrap=min(bootstrap, toy_bootstrap) if c.kind == "toy" else bootstrap,
-                                 model=model, seed=seed, holdout=holdout)) for c in curves]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# N* across frequencies
-# ---------------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class FrequencyFit:
-  """N*(f) over curves that differ only in frequency. points: (f, N*, ci lo, ci hi, curve id)."""
-
-  id: str
-  kind: str
-  task: str
-  metric: str
-  freq_name: str
-  condition: dict
-  points: list[tuple]
-  law: lb.FrequencyLaw | None
-  reason: str | None
-
-  def to_dict(self):
-    out = {"id": self.id, "kind": self.kind, "task": self.task, "metric": self.metric, "frequency": self.freq_name,
-           "condition": self.condition, "points": [list(p) for p in self.points], "reason": self.reason}
-    if self.law is not None:
-      L = self.law
-      out["law"] = {"gamma": L.gamma, "c": L.c, "ci": L.ci, "ci_level": L.ci_level, "n_points": L.n_points,
-                    "resid_sd": L.resid_sd, "weighted": L.weighted, "excluded": L.excluded}
-    return _jsonable(out)
-
-
-def frequency_laws(fits: list[CurveFit]) -> list[FrequencyFit]:
-  """LM: per (task, metric, schedule, period) across frequency_per_batch. Toy: per (β, injection) across tasks,
-  frequency = π_k (the injected task left out: its frequency is not π_k's kind)."""
-  groups: dict[tuple, list[CurveFit]] = {}
-  for f in fits:
-    c = f.curve
-    if f.nstar is None:
-      continue
-    if c.kind == "task":
-      key = ("task", c.task, c.metric, c.condition.get("schedule"), c.condition.get("period"))
-    elif c.kind == "toy":
-      it = c.condition.get("inject_task", np.nan)
-      if np.isfinite(it) and c.task[1:].isdigit() and int(c.task[1:]) == int(it):
-        continue
-      key = ("toy", "all tasks", c.metric, c.condition.get("beta"), c.condition.get("inject_period"))
-    else:
-      continue
-    groups.setdefault(key, []).append(f)
-  out = []
-  for key, members in groups.items():
-    kind, task, metric = key[:3]
-    fname = "frequency_per_batch" if kind == "task" else "frequency_per_token"
-    freqs = [m.curve.condition.get(fname, np.nan) for m in members]
-    stars = [m.nstar for m in members]
-    pts = [(float(fr), float(s.n_star), *(s.ci if s.ci else (math.nan, math.nan)), m.curve.id)
-           for fr, s, m in zip(freqs, stars, members)]
-    cond = ({"schedule": key[3], "period": key[4]} if kind == "task" else {"beta": key[3], "inject_period": key[4]})
-    fid = f"{kind}:{task}:{metric}[{_cond_id(cond)}]"
-    if len(set(freqs)) < 2:
-      continue  # a single frequency: nothing to relate
-    law, reason = None, None
-    try:
-      law = lb.fit_frequency_law(freqs, stars)
-    except pl.FitError as e:
-      reason = str(e)
-    out.append(FrequencyFit(id=fid, kind=kind, task=task, metric=metric, freq_name=fname, condition=cond,
-                            points=pts, law=law, reason=reason))
-  return out
+                                 model=model, seed=seed, holdout=holdout, ci=ci, frac=frac)) for c in curves]

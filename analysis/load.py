@@ -34,10 +34,12 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from analysis.loadreport import MANIFEST, LoadError, LoadReport, check_manifest
 from launch import manifest as manifest_lib
 from scaling.core import rundir
 
-MANIFEST = "manifest.json"
+__all__ = ["COLUMNS", "LoadError", "LoadReport", "Loaded", "discover", "final", "load", "metric", "per_task"]
+
 SKIP_DIRS = {rundir.CHECKPOINT_DIR, "logs", "figures", "slurm", "__pycache__"}
 RUN_COLUMNS = ["sweep", "run", "experiment", "status", "size", "n_params", "n_params_non_embedding", "width",
                "seed", "beta", "inject_task", "inject_period"]
@@ -45,35 +47,6 @@ TASK_COLUMNS = ["frequency_per_batch", "frequency_per_token", "schedule", "perio
 COLUMNS = RUN_COLUMNS + ["step", "tokens", "flops", "group", "task", "split", "metric", "value"] + TASK_COLUMNS
 LOSS_METRICS = ("loss", "loss_norm")  # a non-finite value of these makes a run unusable
 RETENTION_JSONL = "retention.jsonl"  # scaling/toy/train.py RETENTION_FILE
-
-
-class LoadError(ValueError):
-  """Nothing usable to analyse; the message is one line naming the path and the fix."""
-
-
-@dataclasses.dataclass
-class LoadReport:
-  """What was found besides good runs. Each entry is (run or manifest id, reason)."""
-
-  n_run_dirs: int = 0
-  n_manifest_runs: int = 0
-  missing: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-  failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-  unfinished: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-  malformed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-  excluded: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-  warnings: list[str] = dataclasses.field(default_factory=list)
-
-  def problems(self) -> list[str]:
-    """One line per gap, for logs and the report."""
-    out = []
-    for name, items in (("missing", self.missing), ("failed", self.failed), ("unfinished", self.unfinished),
-                        ("malformed", self.malformed), ("excluded", self.excluded)):
-      out += [f"{name}: {run}: {why}" for run, why in items]
-    return out + [f"warning: {w}" for w in self.warnings]
-
-  def to_dict(self):
-    return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -363,7 +336,7 @@ def load(sweep_dirs: str | list[str], *, progress: bool = False) -> Loaded:
       raise LoadError(f"{sweep_dir}: no run dirs (folders with {rundir.CONFIG_FILE}) and no {MANIFEST}; pass the "
                       "sweep dir that launch/sweep.py wrote, or a folder of run dirs")
     rel = {p: os.path.relpath(p, sweep_dir) for p in paths}
-    notes = {} if manifest is None else _check_manifest(manifest, sweep, set(rel.values()), rep)
+    notes = {} if manifest is None else check_manifest(manifest, sweep, set(rel.values()), rep)
     it = paths
     if progress:
       from tqdm.auto import tqdm  # noqa: PLC0415
@@ -397,29 +370,6 @@ def load(sweep_dirs: str | list[str], *, progress: bool = False) -> Loaded:
   for c in ("sweep", "run", "experiment", "status", "size", "group", "task", "split", "metric", "schedule"):
     df[c] = df[c].astype("category")
   return Loaded(df=df, runs=runs, configs=configs, arrays=arrays, report=rep)
-
-
-def _check_manifest(manifest: dict, sweep: str, found: set[str], rep: LoadReport) -> dict[str, str]:
-  """Records manifest runs without a run dir as missing; returns workdir -> note for runs the manifest says
-  failed or running (its reason, e.g. "interrupted: killed", which the run's own status.json cannot know)."""
-  rep.n_manifest_runs += len(manifest["runs"])
-  listed, notes = set(), {}
-  for rec in manifest["runs"]:
-    rid, wd = rec.get("id", "?"), os.path.normpath(rec.get("workdir") or f"runs/{rec.get('id')}")
-    listed.add(wd)
-    has = [r for r in found if r == wd or r.startswith(wd + os.sep)]
-    status, reason = rec.get("status"), rec.get("reason")
-    if not has:
-      why = {"pending": "never started", "running": "running, no config.json yet",
-             "failed": f"failed before writing config.json: {reason}"}.get(status, f"manifest status {status!r}")
-      rep.missing.append((f"{sweep}/{rid}", f"no run dir at {wd} ({why})"))
-    elif status in ("failed", "running"):
-      notes[wd] = f" (manifest: {status}{': ' + reason if reason else ''})"
-  extra = [r for r in found if not any(r == w or r.startswith(w + os.sep) for w in listed)]
-  if extra:
-    rep.warnings.append(f"{sweep}: {len(extra)} run dir(s) not in {MANIFEST} (loaded anyway): "
-                        + ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else ""))
-  return notes
 
 
 # ---------------------------------------------------------------------------------------------------------------

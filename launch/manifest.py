@@ -74,11 +74,11 @@ def read_manifest(sweep_dir: str, *, error: type[Exception] = SweepError, requir
   Raises `error` (one line ending in `fix`) when the file is unreadable, not a manifest, or (require_schema)
   of another schema version. analysis/load.py passes its own error class and fix and tolerates other schemas."""
   path = os.path.join(sweep_dir, MANIFEST)
-  if not os.path.exists(path):
-    return None
   try:
     with open(path) as f:
       m = json.load(f)
+  except FileNotFoundError:
+    return None
   except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
     raise error(f"{path}: not valid JSON ({e}) — {fix}") from None
   if not isinstance(m, dict) or not isinstance(m.get("runs"), list) or not all(isinstance(r, dict)

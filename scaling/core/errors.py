@@ -72,3 +72,11 @@ class CheckpointUnreadable(ScalingError, RuntimeError):
 
 class Interrupted(KeyboardInterrupt):
   """SIGINT/SIGTERM outside the training loop (e.g. during start-up); exit code 130."""
+
+
+class FitError(ConfigError):
+  """Data that cannot be fitted or analysed as asked (too few sizes, a bad column, a malformed sweep)."""
+
+
+class LoadError(ConfigError):
+  """A sweep folder with nothing usable to analyse; the message names the path and the fix."""

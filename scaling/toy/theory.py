@@ -24,12 +24,11 @@ Conventions (fixed once, here):
   are nested in N and always keep a prefix j = 1..n_k of each task (λ is non-increasing in j).
 - Frequent set F: sort tasks by π descending (ties: smaller k first) and keep the shortest prefix whose mass
   reaches ``mass`` (default 0.8) — the task whose mass crosses the threshold IS included. M_F = Σ_{k∈F} π_k C_k.
-- δ_F*(N_crit) = Σ_{i ≥ N_crit} μ_i^F (see ``delta_F_star`` for why this and not Σ_{i > N_crit}).
+- δ_F*(N_crit) = Σ_{i > N_crit} μ_i^F (the paper's, ``delta_F_star``); Σ_{i >= N_crit} μ_i^F is ``delta_F_entry``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -333,22 +332,29 @@ def delta_F_min(spec: ToySpec, N, mass: float = 0.8) -> np.ndarray:
 
 
 def delta_F_star(spec: ToySpec, N_crit: int | None, mass: float = 0.8) -> float:
-  """δ_F* = Σ_{i >= N_crit} μ_i^F = ``delta_F_min(spec, N_crit − 1)``; nan when N_crit is None.
-
-  Why: the rare feature (utility u_r) is worth a slot exactly when every frequent direction with μ_i > u_r is
-  already learned — the first N_crit − 1 of them — so the frequent residual still left is the mass in
-  directions no more useful than the rare feature, Σ_{i >= N_crit} μ_i^F. It is also the δ_F of the optimal
-  width-N_crit encoder of the F ∪ {rare} problem (rare feature in the last slot) and does not depend on the
-  model's width, which is what lets Fig 3's rare-signal-vs-δ_F curves share one threshold. A width-N model
-  with N < N_crit can never get below it (its best δ_F is Σ_{i > N} μ_i >= δ_F*), as it must be. The
-  alternative Σ_{i > N_crit} μ_i would be unreachable by a width-N_crit model that keeps the rare feature,
-  contradicting Proposition 6 at N = N_crit.
+  """δ_F*(N_crit) = Σ_{i > N_crit} μ_i^F = ``delta_F_min(spec, N_crit)``, the paper's Fig 3 threshold (rare tasks
+  start once δ_F falls below it): the Eckart–Young floor of a width-N_crit encoder spent on F alone. nan when
+  N_crit is None; ``delta_F_entry`` is one frequent eigenvalue higher.
   """
+  return _residual_after(spec, N_crit, N_crit, mass)
+
+
+def delta_F_entry(spec: ToySpec, N_crit: int | None, mass: float = 0.8) -> float:
+  """Σ_{i >= N_crit} μ_i^F = ``delta_F_min(spec, N_crit − 1)`` = δ_F*(N_crit) + μ_{N_crit}^F; nan when N_crit is None.
+
+  The δ_F of the optimal width-N_crit encoder of the F ∪ {rare} problem (the rare feature in the last slot, the
+  first N_crit − 1 frequent directions learned), i.e. the frequent residual at the moment the rare feature enters;
+  independent of the model's width.
+  """
+  return _residual_after(spec, N_crit, None if N_crit is None else N_crit - 1, mass)
+
+
+def _residual_after(spec: ToySpec, N_crit: int | None, n: int | None, mass: float) -> float:
   if N_crit is None:
     return float("nan")
   if N_crit < 1:
     raise ValueError(f"N_crit must be >= 1, got {N_crit}")
-  return float(delta_F_min(spec, N_crit - 1, mass))
+  return float(delta_F_min(spec, n, mass))
 
 
 def grad_F_bound(spec: ToySpec, delta_F, mass: float = 0.8, sigma_min=1.0) -> np.ndarray:
@@ -441,35 +447,3 @@ def grad_F(U, spec: ToySpec, mass: float = 0.8) -> np.ndarray:
   b = spec.basis()
   mx = b @ (utilities_F(spec, mass).ravel()[:, None] * (b.T @ u_pinvT))  # M_F U (UᵀU)⁺ without a dense M_F
   return -2.0 * (mx - w @ (np.swapaxes(w, -1, -2) @ mx))
-
-
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _main(argv=None):
-  p = argparse.ArgumentParser(description="Print the toy's exact theory: n_k(N), optimal loss, N_crit.")
-  p.add_argument("--K", type=int, default=32)
-  p.add_argument("--r", type=int, default=32)
-  p.add_argument("--beta", type=float, default=1.0)
-  p.add_argument("--alpha", type=float, default=2.0)
-  p.add_argument("--lam-norm", default="first", choices=LAM_NORMS)
-  p.add_argument("--mass", type=float, default=0.8)
-  p.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512])
-  a = p.parse_args(argv)
-  spec = ToySpec(K=a.K, r=a.r, beta=a.beta, alpha=a.alpha, lam_norm=a.lam_norm)
-  w = np.asarray([n for n in a.widths if n <= spec.d])
-  n = n_features(spec, w)  # (W, K)
-  loss = optimal_task_loss(spec, w).normalised
-  F = frequent_set(spec, a.mass)
-  crit = critical_widths(spec, a.mass)[:, 0]
-  print(f"{spec}  d={spec.d}  |F|={F.sum()} (mass {spec.pi[F].sum():.3f})  lambda1(M_F)={mu_F(spec, a.mass)[0]:.4g}")
-  print("task      pi  " + "".join(f"{'n@' + str(x):>8}" for x in w) + "  N_crit  dF*     loss@" + str(w[-1]))
-  for k in range(spec.K):
-    nc = "F" if F[k] else f"{int(crit[k])}"
-    ds = "" if F[k] else f"{delta_F_star(spec, int(crit[k]), a.mass):.3g}"
-    print(f"{k + 1:>4}  {spec.pi[k]:.4f}  " + "".join(f"{x:>8d}" for x in n[:, k])
-          + f"  {nc:>6}  {ds:<7} {loss[-1, k]:.3f}")
-
-
-if __name__ == "__main__":
-  _main()

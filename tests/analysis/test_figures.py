@@ -7,7 +7,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from analysis import curves, load
+from analysis import curves, frontier, load
 from analysis import figures as figs
 from analysis import predictions as pr
 from tests.analysis import synth
@@ -24,7 +24,8 @@ def data(tmp_path_factory):
   fits = curves.fit_curves(cs, bootstrap=20, toy_bootstrap=10, model="powerlaw", jobs=1, progress=False,
                            holdout=False)
   comps, _ = pr.toy_comparisons(fin, L.configs)
-  return {"L": L, "df": L.df, "fin": fin, "fits": fits, "freq": curves.frequency_laws(fits), "comps": comps,
+  specs = {c.condition["beta"]: c.spec for c in comps}
+  return {"L": L, "df": L.df, "fin": fin, "fits": fits, "freq": frontier.frequency_laws(fits, specs), "comps": comps,
           "ret": pr.toy_retention(L), "f1": pr.fig1(L.df, bootstrap=0), "out": str(root / "figures"),
           "fmt": ("png",)}
 
@@ -57,6 +58,8 @@ CASES = {
     "scaling_toy": lambda d: figs.scaling_curve("toy", [f for f in d["fits"] if f.curve.kind == "toy"], d["out"],
                                                 d["fmt"]),
     "nstar": lambda d: figs.nstar_vs_frequency(d["freq"], d["out"], d["fmt"]),
+    "frontier": lambda d: figs.frontier(d["freq"], d["fits"], d["out"], d["fmt"],
+                                        toy_specs={c.condition["beta"]: c.spec for c in d["comps"]}),
 }
 
 
@@ -80,9 +83,10 @@ def test_scaling_curves_one_file_per_task_metric(data):
 @pytest.mark.parametrize("name,needle", [
     ("fig2a", "no toy runs"), ("fig4", "no toy runs with an injected"), ("fig5", "no LM task evals"),
     ("fig7", "no probe"), ("fig9", "no interference"), ("fig8", "burst"),
+    ("frontier", "no task has a fitted N* at ≥ 2 frequencies"),
 ])
 def test_missing_data_is_a_skip_with_a_reason(data, name, needle, tmp_path):
-  empty = {**data, "df": data["df"].iloc[:0], "fin": data["fin"].iloc[:0], "comps": [],
+  empty = {**data, "df": data["df"].iloc[:0], "fin": data["fin"].iloc[:0], "comps": [], "freq": [],
            "ret": pd.DataFrame(columns=data["ret"].columns), "out": str(tmp_path)}
   paths, why = figs.make(name, CASES[name], empty)
   assert paths == [] and needle in why

@@ -1,5 +1,5 @@
 """analysis.learnability: N* on synthetic power-law and step curves, the extrapolated flag, curves that never
-cross, the N*(f) law, and the leave-largest-size-out check."""
+cross, thresholds in task units, and the leave-largest-size-out check (the N*(f) law: test_frontier.py)."""
 
 import math
 
@@ -35,10 +35,10 @@ def test_crossing_inverts_the_curve():
   for _ in range(20):
     p = {"E": rng.uniform(0.5, 2), "A": 10 ** rng.uniform(1, 4), "alpha": rng.uniform(0.1, 1.5)}
     t = p["E"] + rng.uniform(0.01, 3)
-    assert pl._predict("powerlaw", p, lb.crossing("powerlaw", p, t)) == pytest.approx(t, rel=1e-10)
+    assert pl.predict("powerlaw", p, lb.crossing("powerlaw", p, t)) == pytest.approx(t, rel=1e-10)
     q = {"L_lo": rng.uniform(0.01, 1), "L_hi": rng.uniform(2, 5), "k": rng.uniform(0.3, 10), "N0": 10 ** rng.uniform(6, 10)}
     t = rng.uniform(q["L_lo"], q["L_hi"])
-    assert pl._predict("logistic", q, lb.crossing("logistic", q, t)) == pytest.approx(t, rel=1e-9)
+    assert pl.predict("logistic", q, lb.crossing("logistic", q, t)) == pytest.approx(t, rel=1e-9)
 
 
 def test_n_star_of_a_power_law_lands_in_its_ci():
@@ -102,31 +102,6 @@ def test_curve_below_threshold_everywhere_gives_nan_with_a_reason():
   assert math.isnan(ns.n_star) and "every size" in ns.reason
 
 
-def test_frequency_law_recovers_gamma():
-  gamma, c = 0.8, math.log(1e6) + 0.8 * math.log(0.1)  # N* = 1e6 at f = 0.1
-  f = np.geomspace(1e-4, 1e-1, 6)
-  rng = np.random.default_rng(5)
-  ns = np.exp(c - gamma * np.log(f) + 0.05 * rng.standard_normal(len(f)))
-  law = lb.fit_frequency_law(list(f) + [1e-5], list(ns) + [math.inf])  # a never-learned task is left out
-  assert law.n_points == 6 and len(law.excluded) == 1 and not law.weighted
-  assert law.ci["gamma"][0] <= gamma <= law.ci["gamma"][1] and abs(law.gamma - gamma) < 0.1, law
-  mid, lo, hi = law.predict(3e-3)
-  assert lo <= math.exp(c - gamma * math.log(3e-3)) <= hi and lo < mid < hi
-
-
-def test_frequency_law_end_to_end_from_step_curves():
-  # Rarer tasks switch on later: N0(f) = 3e8·(f/1e-2)^-γ; each curve's N* is fitted, then the law.
-  gamma = 0.5
-  freqs = np.array([3e-3, 1e-2, 3e-2, 1e-1, 3e-1])
-  N = np.repeat(np.geomspace(1e6, 1e11, 11), 2)
-  rng = np.random.default_rng(6)
-  stars = [lb.fit_n_star(N, _noisy(rng, _step(N, 0.1, 4.6, 3.0, 3e8 * (f / 1e-2) ** -gamma), 0.02),
-                         model="logistic", chance=4.6, bootstrap=39, seed=i) for i, f in enumerate(freqs)]
-  law = lb.fit_frequency_law(freqs, stars)
-  assert law.weighted and abs(law.gamma - gamma) < 0.05, law
-  assert law.ci["gamma"][0] <= gamma <= law.ci["gamma"][1]
-
-
 def test_leave_largest_out_predicts_the_held_out_size():
   sizes = np.geomspace(1e6, 1e10, 7)
   N = np.repeat(sizes, 3)
@@ -145,7 +120,29 @@ def test_bad_inputs_raise_one_line_errors():
   N = np.repeat(np.geomspace(1e6, 1e10, 5), 2)
   with pytest.raises(pl.FitError, match="needs >= 6 distinct sizes, got 5"):
     pl.choose_model(N, _law(N, E, A, ALPHA))
-  with pytest.raises(pl.FitError, match=">= 2 frequencies with a finite N"):
-    lb.fit_frequency_law([0.1, 0.01], [1e8, math.inf])
   with pytest.raises(pl.FitError, match="metric="):
     lb.fit_n_star(N, _law(N, E, A, ALPHA), metric="perplexity", bootstrap=0)
+
+
+def test_threshold_in_task_units_and_profile_intervals():
+  # Accuracy from chance 0.5 to perfect 1: halfway is accuracy 0.75 (error 0.25) whatever the fitted floor.
+  N = np.repeat(np.geomspace(1e6, 1e9, 7), 3)
+  err = _noisy(np.random.default_rng(9), _law(N, 0.02, 0.23 * 3e7 ** 0.4, 0.4), 0.02)  # error 0.25 at N = 3e7
+  ns = lb.fit_n_star(N, 1 - err, metric="accuracy", chance=0.5, best=1.0)
+  assert ns.threshold == pytest.approx(0.75) and "chance 0.5 to 1" in ns.rule
+  assert ns.ci_method == "profile" and ns.ci[0] < 3e7 < ns.ci[1] and ns.p_cross > 0.99
+  assert ns.fit.ci_method == "profile" and set(ns.fit.ci) == {"E", "A", "alpha"}
+  # A floor above the threshold: never learnable by this law, with the data's confidence.
+  never = lb.fit_n_star(N, 1 - err, metric="accuracy", threshold=0.99)
+  assert never.n_star == math.inf and never.ci[1] == math.inf and never.p_cross < 0.05
+
+
+def test_leave_largest_out_with_profile_intervals():
+  # The held-out size is 4.6x past the others: its 95% prediction interval should hold the observed mean in most
+  # of 20 draws (binomial: >= 17 of 20 with probability 0.98 at a true 95%).
+  N = np.repeat(np.geomspace(1e6, 1e10, 7), 3)
+  hs = [lb.leave_largest_out(N, _noisy(np.random.default_rng(s), _law(N, 1.8, 400.0, 0.35), 0.01), chance=CHANCE)
+        for s in range(20)]
+  assert sum(h.inside for h in hs) >= 17, [h.inside for h in hs]
+  assert all(h.interval[0] < h.predicted < h.interval[1] for h in hs)
+  assert all(h.n_star_heldout.ci_method == "profile" for h in hs) and sum(h.n_star_inside for h in hs) >= 17

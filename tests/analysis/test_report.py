@@ -14,6 +14,7 @@ import pytest
 from analysis import report
 from scaling.core import rundir
 from tests.analysis import synth
+from tests.analysis import synth_frontier as sf
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -141,3 +142,41 @@ def test_bad_flag_is_one_error_line(tmp_path):
   p = subprocess.run([sys.executable, "-m", "analysis.report", "--sweep_dir", str(tmp_path), "--bootstrap", "-1"],
                      cwd=REPO, capture_output=True, text=True, timeout=120)
   assert p.returncode == 2 and p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1
+
+
+# ---- the frontier sections -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def frontier_report(tmp_path_factory):
+  root = tmp_path_factory.mktemp("frontier")
+  sf.frontier_sweep(str(root / "s"), sizes=sf.SIZES[:5] + (sf.SIZES[-1],), freqs=(1.0, 2.0, 4.0, 16.0), seeds=(0, 1))
+  assert report.main(["--sweep_dir", str(root / "s"), "--no_pdf", "--no_progress", "--jobs", "2",
+                      "--model", "powerlaw"]) == 0
+  with open(root / "s" / "fits.json") as f:
+    return {"md": (root / "s" / "report.md").read_text(), "fits": json.load(f), "out": root / "s"}
+
+
+def test_report_fits_the_frontier_and_plans(frontier_report):
+  md, fits = frontier_report["md"], frontier_report["fits"]
+  for heading in ("## Learnability frontier N*(f)", "### Planner: upsample instead of scaling", "## Held-out checks"):
+    assert heading in md
+  (acc,) = [f for f in fits["frequency_laws"] if f["id"].startswith("task:cmp:accuracy")]
+  lo, hi = acc["law"]["ci"]["gamma"]
+  assert lo < sf.GAMMA < hi and len(acc["leave_one_frequency_out"]) == 4
+  assert all(c["fit"]["ci_method"] == "profile" for c in fits["curves"] if c.get("fit"))
+  assert all(c["n_star"]["ci_method"] == "profile" for c in fits["curves"] if c.get("n_star"))
+  plan = fits["planner"][acc["id"]]
+  assert plan["N"] == 2e6 and plan["f_star_ci"][0] < plan["f_star"] < plan["f_star_ci"][1]
+  assert "cmp accuracy at N = 2M: f* = " in md
+  assert (frontier_report["out"] / "figures" / "frontier.png").is_file()
+  assert "figures/frontier.png" in md
+
+
+def test_a_three_size_sweep_says_why_nothing_is_fitted(tmp_path):
+  sf.frontier_sweep(str(tmp_path / "demo"), sizes=(5e4, 2e5, 1e6), freqs=(4.0, 16.0), seeds=(0,))
+  assert report.main(["--sweep_dir", str(tmp_path / "demo"), "--no_pdf", "--no_progress", "--jobs", "1"]) == 0
+  md = (tmp_path / "demo" / "report.md").read_text()
+  assert "### What this sweep supports" in md
+  assert "task curves have 3 sizes: a fit with a free floor needs ≥ 5" in md
+  assert "one seed per (size, frequency)" in md
+  assert "### Interpolated crossings (too few sizes for a fit)" in md
+  assert "No frontier: it needs a task with a fitted N* at ≥ 2 frequencies" in md

@@ -167,11 +167,13 @@ def test_frequent_set_mu_F_and_critical_width_hand_case():
   assert tt.critical_width(s, 4, max_width=4) is None
   with pytest.raises(ValueError):
     tt.critical_width(s, 2)  # in F
-  # δ_F*(5) = μ_5 + μ_6 = .20; the Eckart–Young minimum at width 5 is μ_6 = .08.
-  assert tt.delta_F_star(s, 5) == pytest.approx(0.20)
-  assert tt.delta_F_min(s, 5) == pytest.approx(0.08)
+  # The paper's δ_F*(5) = Σ_{i > 5} μ_i = μ_6 = .08, the Eckart–Young minimum at width 5; the residual when the
+  # rare feature enters in slot 5 is μ_5 + μ_6 = .20.
+  assert tt.delta_F_star(s, 5) == pytest.approx(0.08) == tt.delta_F_min(s, 5)
+  assert tt.delta_F_entry(s, 5) == pytest.approx(0.20)
+  assert tt.delta_F_entry(s, 5) == pytest.approx(tt.delta_F_star(s, 5) + tt.mu_F(s)[4])
   np.testing.assert_allclose(tt.delta_F_min(s, np.array([0, 8, 20])), [1.32, 0, 0])
-  assert np.isnan(tt.delta_F_star(s, None))
+  assert np.isnan(tt.delta_F_star(s, None)) and np.isnan(tt.delta_F_entry(s, None))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -223,12 +225,15 @@ def test_delta_F_of_optimal_encoders_matches_closed_form(seed):
     # The F-only optimum attains the Eckart–Young minimum.
     U_F = tt.encoder_from_mask(s, tt.top_mask(u_F, N))
     assert tt.delta_F(U_F, s) == pytest.approx(tt.delta_F_min(s, N), abs=1e-12)
-  # δ_F* is the δ_F of the optimal width-N_crit encoder of the F ∪ {rare} problem.
+  # delta_F_entry is the δ_F of the optimal width-N_crit encoder of the F ∪ {rare} problem; the paper's δ_F* is
+  # the δ_F of the F-only optimum at width N_crit.
   rare = int(np.flatnonzero(~F)[-1])
   n_crit = tt.critical_width(s, rare + 1)
   sub = tt.utilities(s) * (F | (np.arange(s.K) == rare))[:, None]
   U = tt.encoder_from_mask(s, tt.top_mask(sub, n_crit))
-  assert tt.delta_F(U, s) == pytest.approx(tt.delta_F_star(s, n_crit), abs=1e-12)
+  assert tt.delta_F(U, s) == pytest.approx(tt.delta_F_entry(s, n_crit), abs=1e-12)
+  U_F = tt.encoder_from_mask(s, tt.top_mask(tt.utilities(s) * F[:, None], n_crit))
+  assert tt.delta_F(U_F, s) == pytest.approx(tt.delta_F_star(s, n_crit), abs=1e-12)
 
 
 def test_signal_of_optimal_encoder_is_one_minus_optimal_loss():
