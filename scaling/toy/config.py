@@ -189,11 +189,13 @@ def theory(spec: tt.ToySpec, width: int, mass: float, rare: np.ndarray) -> dict:
       "entry_width": tt.feature_entry_width(spec),
       "critical_width": n_crit,
       "delta_F_star": {k: tt.delta_F_star(spec, v, mass) for k, v in n_crit.items()},
+      "delta_F_entry": {k: tt.delta_F_entry(spec, v, mass) for k, v in n_crit.items()},
       "delta_F_min": float(tt.delta_F_min(spec, width, mass)),
       "lambda1_F": float(tt.mu_F(spec, mass)[0]),
       "grad_F_bound_coef": float(2.0 * np.sqrt(tt.mu_F(spec, mass)[0])),
       "notes": "theorem-4 bound: grad_F_norm <= grad_F_bound_coef * sqrt(delta_F) for orthonormal U with "
-               "optimal decoders; critical_width/delta_F_star use each task's first feature (Prop. 6)",
+               "optimal decoders; critical_width/delta_F_star use each task's first feature (Prop. 6); "
+               "delta_F_star sums mu_i^F over i > N_crit (the paper's threshold), delta_F_entry over i >= N_crit",
   }
 
 

@@ -168,6 +168,7 @@ class Mixture:
           "schedule": s.schedule if s else None,
           "period": s.period if s else None,
           "test_split_sha256": task.split_sha256("test") if task else None,
+          "n_train": len(task.train_ids) if task else None,
       }
     return out
 
