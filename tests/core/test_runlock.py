@@ -85,9 +85,9 @@ def test_other_process_slots_lock_their_own_file(tmp_path):
     assert run.lock_holder(1) is not None
 
 
-STEPS = 800  # long enough (~10 s here) for a second trainer to start beside the first
-ARGS = [*helpers.tiny_flags("50K"), f"--config.train.steps={STEPS}", "--config.checkpoint.every=200",
-        "--config.train.eval_every=400", "--config.train.log_every=10"]
+STEPS = 3000  # long enough for a second trainer to start beside the first, also on a fast, idle machine
+ARGS = [*helpers.tiny_flags("50K"), f"--config.train.steps={STEPS}", "--config.checkpoint.every=500",
+        "--config.train.eval_every=1000", "--config.train.log_every=10"]
 
 
 def test_defect_two_trainers_on_one_workdir_both_exit_0(tmp_path):

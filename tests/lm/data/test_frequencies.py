@@ -110,7 +110,7 @@ def test_zero_frequency_tasks_are_dropped_but_summarised():
   s = mix.summary()
   assert s["cmp"]["frequency_per_batch"] == 0 and s["cmp"]["schedule"] is None
   assert s["add"] == {"frequency_per_batch": 1.0, "frequency_per_token": 4 / (B * 16), "schedule": "random",
-                      "period": 1, "test_split_sha256": mix.task("add").split_sha256()}
+                      "period": 1, "test_split_sha256": mix.task("add").split_sha256(), "n_train": 5000}
   none = data_config(B)
   assert not mixture.Mixture.from_config(none).active
   assert (next(pipeline.make_train_iterator(none))["task_ids"] == -1).all()
