@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from scaling.core import optim
 from scaling.lm import config as configlib
@@ -38,12 +39,21 @@ class TrainSetup:
   batch_sharding: NamedSharding
   init: Callable[[], Any]
   train_step: Callable[[Any, Any], tuple[Any, dict]]
+  # K steps in one call: (state, batches stacked on a leading K axis) -> (state, metrics each of shape [K]),
+  # bit-identical to K calls of train_step. Batches come from `place_batches`.
+  train_steps: Callable[[Any, Any], tuple[Any, dict]]
+  batches_sharding: NamedSharding
   eval_step: Callable[[Any, Any], dict]
   replicated_fraction: float
 
   def place_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """This process's rows -> global arrays sharded over the data-parallel axes."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in local_batch.items()}
+
+  def place_batches(self, local_batches: Sequence[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
+    """K of this process's batches -> global arrays [K, B, ...] for `train_steps` (batch axis sharded)."""
+    stacked = {k: np.stack([b[k] for b in local_batches]) for k in local_batches[0]}
+    return {k: jax.make_array_from_process_local_data(self.batches_sharding, v) for k, v in stacked.items()}
 
   def model(self, params) -> transformer.Transformer:
     return nnx.merge(self.graphdef, params)
@@ -57,7 +67,11 @@ def abstract_model(model_cfg: transformer.TransformerConfig, seed: int = 0):
 
 
 def token_losses(logits_BxLxV, targets_BxL):
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+  """Per-token cross-entropy in nats: logsumexp(logits) − logit of the target (a masked sum, not a gather)."""
+  logits = logits_BxLxV.astype(jnp.float32)
+  vocab_V = jnp.arange(logits.shape[-1], dtype=targets_BxL.dtype)
+  target_logit_BxL = jnp.sum(jnp.where(vocab_V == targets_BxL[..., None], logits, 0.0), axis=-1)
+  return jax.nn.logsumexp(logits, axis=-1) - target_logit_BxL
 
 
 def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
@@ -81,6 +95,7 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract_state, state_sh)
   batch_sh = sharding.batch_sharding(mesh, ndim=1)  # prefix spec: leading dim sharded, the rest replicated
+  batches_sh = NamedSharding(mesh, P(None, *batch_sh.spec))  # [K, B, ...]: the batch axis sharded
 
   def init():
     with sharding.use_rules(rules, mesh):
@@ -93,7 +108,8 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
     model = nnx.merge(graphdef, params)
     logits_BxLxV = model(batch["inputs"])
     w_BxL = batch["weights"].astype(jnp.float32)
-    ce_sum = jnp.sum(token_losses(logits_BxLxV, batch["targets"]) * w_BxL)
+    # A dot, not a fused reduction: it sums in the same order inside `train_steps`' scan as in one step.
+    ce_sum = jnp.dot(token_losses(logits_BxLxV, batch["targets"]).ravel(), w_BxL.ravel())
     total = ce_sum
     if t.z_loss:
       total = total + t.z_loss * jnp.sum(jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2 * w_BxL)
@@ -128,6 +144,10 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
                  "lr": schedule(state["step"])}
       return new_state, metrics
 
+  def train_steps(state, batches):
+    """`train_step` applied to each batch along the leading axis of `batches` in turn (one lax.scan)."""
+    return jax.lax.scan(train_step, state, batches)
+
   def eval_step(params, batch):
     """Per-row sums: loss (nats), weight, correct argmax predictions (all over weighted tokens)."""
     with sharding.use_rules(rules, mesh):
@@ -145,5 +165,8 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
       train_step=jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, rep),
                          donate_argnums=0),
       eval_step=jax.jit(eval_step, in_shardings=(param_sh, batch_sh), out_shardings=rep),
+      train_steps=jax.jit(train_steps, in_shardings=(state_sh, batches_sh), out_shardings=(state_sh, rep),
+                          donate_argnums=0),
+      batches_sharding=batches_sh,
       replicated_fraction=frac,
   )
