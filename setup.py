@@ -35,5 +35,8 @@ setup(
         "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.17,<0.18"],
         "tb": ["tensorboardX>=2.6"],
         "parquet": ["pyarrow>=15"],
+        # benchmarks/train_throughput.py's PyTorch reference (never core). Pinned to the tested release, which
+        # this machine serves as a local CPU wheel; an unpinned resolve can pull a multi-GB CUDA build.
+        "bench": ["torch==2.13.0"],
     },
 )
