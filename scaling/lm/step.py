@@ -74,6 +74,28 @@ def token_losses(logits_BxLxV, targets_BxL):
   return jax.nn.logsumexp(logits, axis=-1) - target_logit_BxL
 
 
+def make_loss_sums(graphdef, z_loss: float):
+  """loss_sums(params, batch) -> (total, (ce_sum, weight_sum)): summed (not averaged) losses, so microbatches
+  combine exactly (grads are divided by the total weight)."""
+
+  def loss_sums(params, batch):
+    logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
+    w_BxL = batch["weights"].astype(jnp.float32)
+    # A dot, not a fused reduction: it sums in the same order inside `train_steps`' scan as in one step.
+    ce_sum = jnp.dot(token_losses(logits_BxLxV, batch["targets"]).ravel(), w_BxL.ravel())
+    total = ce_sum
+    if z_loss:
+      total = total + z_loss * jnp.sum(jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2 * w_BxL)
+    return total, (ce_sum, jnp.sum(w_BxL))
+
+  return loss_sums
+
+
+def scan_steps(train_step):
+  """train_steps(state, batches): `train_step` on each batch along the leading axis in turn (one lax.scan)."""
+  return lambda state, batches: jax.lax.scan(train_step, state, batches)
+
+
 def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
   t = config.train
   model_cfg = configlib.model_config(config)
@@ -103,19 +125,7 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
       params = nnx.state(model, nnx.Param).to_pure_dict()
       return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
-  def loss_sums(params, batch):
-    """Summed (not averaged) losses, so microbatches combine exactly: grads are divided by the total weight."""
-    model = nnx.merge(graphdef, params)
-    logits_BxLxV = model(batch["inputs"])
-    w_BxL = batch["weights"].astype(jnp.float32)
-    # A dot, not a fused reduction: it sums in the same order inside `train_steps`' scan as in one step.
-    ce_sum = jnp.dot(token_losses(logits_BxLxV, batch["targets"]).ravel(), w_BxL.ravel())
-    total = ce_sum
-    if t.z_loss:
-      total = total + t.z_loss * jnp.sum(jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2 * w_BxL)
-    return total, (ce_sum, jnp.sum(w_BxL))
-
-  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
+  grad_fn = jax.value_and_grad(make_loss_sums(graphdef, t.z_loss), has_aux=True)
   accum = int(t.grad_accum)
 
   def train_step(state, batch):
@@ -144,10 +154,6 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
                  "lr": schedule(state["step"])}
       return new_state, metrics
 
-  def train_steps(state, batches):
-    """`train_step` applied to each batch along the leading axis of `batches` in turn (one lax.scan)."""
-    return jax.lax.scan(train_step, state, batches)
-
   def eval_step(params, batch):
     """Per-row sums: loss (nats), weight, correct argmax predictions (all over weighted tokens)."""
     with sharding.use_rules(rules, mesh):
@@ -165,7 +171,7 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
       train_step=jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, rep),
                          donate_argnums=0),
       eval_step=jax.jit(eval_step, in_shardings=(param_sh, batch_sh), out_shardings=rep),
-      train_steps=jax.jit(train_steps, in_shardings=(state_sh, batches_sh), out_shardings=(state_sh, rep),
+      train_steps=jax.jit(scan_steps(train_step), in_shardings=(state_sh, batches_sh), out_shardings=(state_sh, rep),
                           donate_argnums=0),
       batches_sharding=batches_sh,
       replicated_fraction=frac,

@@ -148,7 +148,7 @@ class Interference:
 
   # ---- gradients (traced) --------------------------------------------------------------------------------------
   def _token_objective(self, params, mlp0, batch):
-    """Per-token training objective (B, L): CE (+ z-loss) times the loss weights, as in step.loss_sums."""
+    """Per-token training objective (B, L): CE (+ z-loss) times the loss weights, as in step.make_loss_sums."""
     logits_BxLxV = logits_via_mlp0(self.setup.graphdef, params, mlp0, batch["inputs"])
     obj_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, batch["targets"])
     z = self.setup.config.train.z_loss

@@ -86,7 +86,7 @@ def test_split_sums_to_the_training_gradient_and_cosines_match_numpy(setup_and_p
   batch = _identical_loss_batch(setup, gr_rows)
   placed = setup.place_batch(batch)
 
-  # One vectorised pass: [non-task, task] gradients; their sum is the train step's gradient (step.loss_sums).
+  # One vectorised pass: [non-task, task] gradients; their sum is the train step's gradient (step.make_loss_sums).
   split = jax.device_get(jax.jit(it.split_grads)(params, placed))
   (_, (_, w_sum)), full = jax.value_and_grad(lambda p: _loss_sums(setup, p, batch), has_aux=True)(params)
   for k in interference.MLP_KEYS:
