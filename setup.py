@@ -38,5 +38,8 @@ setup(
         "tokenizers": TOKENIZERS,  # SentencePiece and Hugging Face tokenizer files (scaling/lm/data/tokenizers.py)
         "tb": ["tensorboardX>=2.6"],
         "parquet": ["pyarrow>=15"],
+        # benchmarks/train_throughput.py's PyTorch reference (never core). Pinned to the tested release, which
+        # this machine serves as a local CPU wheel; an unpinned resolve can pull a multi-GB CUDA build.
+        "bench": ["torch==2.13.0"],
     },
 )

@@ -83,7 +83,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.model.dtype = "float32"  # compute dtype; "bfloat16" on accelerators
   c.model.param_dtype = "float32"
   c.model.remat = "none"  # none | full | dots
-  c.model.attention_impl = placeholder(str)  # None (XLA) | "cudnn"
+  c.model.attention_impl = placeholder(str)  # None (scaling/lm/attention.py) | "xla" | "cudnn" (jax.nn's)
+  c.model.scan_layers = "auto"  # auto | scan | unroll: how the stacked layers run (auto: unroll <= 16 layers)
 
   # ---- data: a background corpus with injected rare tasks (scaling/lm/data; batch format in pipeline.py).
   c.data = config_dict.ConfigDict()
@@ -150,6 +151,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.train.eps = 1e-8
   c.train.grad_clip = 1.0  # global-norm clip; 0 disables
   c.train.grad_accum = 1  # microbatches per step
+  c.train.steps_per_call = 1  # K > 1: K steps in one jitted call (one lax.scan; bit-identical to K calls)
   c.train.z_loss = 0.0
   c.train.divergence_factor = 10.0  # stop as diverged when a batch loss exceeds this x the first step's (0: off)
   c.train.log_every = 10

@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from scaling.core import configfile, failure, rundir
+from scaling.core import configfile, failure, hostmem, rundir
 from scaling.core.errors import ConfigError, Interrupted, RunDirError, ScalingError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
@@ -70,6 +70,8 @@ def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ..
 def entry(module: str) -> int:
   """`python -m scaling.train`: the stop handler first, then the (slow) import of the trainer, then its main()."""
   install_stop_handler()
+  if os.environ.get("SCALING_HOST_MALLOC", "retain") != "default":
+    hostmem.retain_freed_memory()  # before JAX starts its threads (scaling/core/hostmem.py)
   try:
     main_fn = importlib.import_module(module).main
   except KeyboardInterrupt as e:

@@ -106,6 +106,7 @@ def validate(c: config_dict.ConfigDict, n_devices: int | None = None, n_processe
   _positive(t.get("divergence_factor", 0.0), "train.divergence_factor", allow_zero=True)
   _positive(t.weight_decay, "train.weight_decay", allow_zero=True)
   _positive(t.grad_accum, "train.grad_accum")
+  _positive(t.get("steps_per_call", 1), "train.steps_per_call")
   _positive(t.log_every, "train.log_every")
   _positive(t.eval_every, "train.eval_every", allow_zero=True)
   if not (0 <= t.b1 < 1 and 0 <= t.b2 < 1):

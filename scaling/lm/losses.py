@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import jax
-import optax
+import jax.numpy as jnp
 
 
 def token_losses(logits_BxLxV, targets_BxL):
-  """Cross-entropy (nats) of each target token."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+  """Cross-entropy (nats) of each target token: logsumexp(logits) − the target's logit, picked by a masked sum
+  (no gather, so the backward pass has no scatter)."""
+  logits = logits_BxLxV.astype(jnp.float32)
+  vocab_V = jnp.arange(logits.shape[-1], dtype=targets_BxL.dtype)
+  target_logit_BxL = jnp.sum(jnp.where(vocab_V == targets_BxL[..., None], logits, 0.0), axis=-1)
+  return jax.nn.logsumexp(logits, axis=-1) - target_logit_BxL
 
 
 def token_objective(logits_BxLxV, targets_BxL, z_loss: float):
@@ -16,4 +20,13 @@ def token_objective(logits_BxLxV, targets_BxL, z_loss: float):
   ce_BxL = token_losses(logits_BxLxV, targets_BxL)
   if not z_loss:
     return ce_BxL, ce_BxL
-  return ce_BxL + z_loss * jax.nn.logsumexp(logits_BxLxV, axis=-1) ** 2, ce_BxL
+  return ce_BxL + z_loss * jax.nn.logsumexp(logits_BxLxV.astype(jnp.float32), axis=-1) ** 2, ce_BxL
+
+
+def weighted_sums(logits_BxLxV, batch, z_loss: float):
+  """(objective sum, (CE sum, weight sum)) over the batch's weighted tokens: sums, not means, so microbatches
+  combine exactly (the caller divides gradients by the total weight). The sums are dots, not fused reductions,
+  so they add in the same order inside `train_steps`' scan as in one step."""
+  w = batch["weights"].astype(jnp.float32).ravel()
+  obj_BxL, ce_BxL = token_objective(logits_BxLxV, batch["targets"], z_loss)
+  return jnp.dot(obj_BxL.ravel(), w), (jnp.dot(ce_BxL.ravel(), w), jnp.sum(w))

@@ -1,9 +1,12 @@
 """OLMo-2 style decoder-only transformer (Flax NNX).
 
 RMSNorm, SwiGLU MLP, rotary position embeddings, QK-norm, optional tied embeddings, bf16/fp32 compute,
-optional rematerialisation. Layers are stacked along a leading 'layers' axis and applied with `nnx.scan`, so a
-16-layer model compiles as one block. Every parameter carries logical axis names (`sharding_names`); the rules
-in `scaling/lm/sharding.py` map them to mesh axes. Logical parameter axes:
+optional rematerialisation. Layer parameters are stacked along a leading 'layers' axis; `scan_layers` applies
+them with `nnx.scan` (one compiled block) or unrolled over the stacked slices (one straight-line program).
+Every matmul is a 2-D (tokens x features) product (`dense`), and attention (scaling/lm/attention.py) runs
+heads-major, so the backward pass is plain GEMMs without transposed copies of activations. Every parameter
+carries logical axis names (`sharding_names`); the rules in `scaling/lm/sharding.py` map them to mesh axes.
+Logical parameter axes:
 
   vocab, embed, heads, kv (head dim), mlp, norm, layers
 
@@ -15,19 +18,23 @@ Shape suffixes: B batch, L sequence, D d_model, H heads, K head dim, F d_ff, V v
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling.lm import sharding
+from scaling.lm import attention, sharding
 
 # Variables are created unsharded and placed by a jitted init with explicit out_shardings (scaling/lm/sharding.py),
 # which works the same with and without a mesh, and for abstract (eval_shape) builds of 4B models.
 nnx.use_eager_sharding(False)
 
 NORM_STYLES = ("olmo2", "pre")
+SCAN_LAYERS = ("auto", "scan", "unroll")
+# "auto" unrolls models up to this depth (the whole ladder); deeper ones scan, so compile time stays bounded.
+AUTO_UNROLL_MAX_LAYERS = 16
 REMAT_POLICIES = ("none", "full", "dots")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -49,7 +56,12 @@ class TransformerConfig:
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"
   remat: str = "none"  # none | full | dots (save matmul outputs, recompute the rest)
-  attention_impl: str | None = None  # passed to jax.nn.dot_product_attention: None (XLA) or "cudnn"
+  # None: scaling/lm/attention.py's causal attention; "xla" | "cudnn": jax.nn.dot_product_attention's.
+  attention_impl: str | None = None
+  # How the stacked layers are applied: "scan" (nnx.scan: one compiled block, a loop at run time), "unroll"
+  # (a Python loop over the stacked slices: one program), or "auto" (unroll up to AUTO_UNROLL_MAX_LAYERS).
+  # True / False mean "scan" / "unroll". The parameter tree is the same either way.
+  scan_layers: Any = "auto"
 
   @property
   def head_dim(self) -> int:
@@ -86,6 +98,38 @@ def flops_per_token(cfg: TransformerConfig, seq_len: int) -> float:
   return 6.0 * n_matmul + 12.0 * n * seq_len * h * k
 
 
+def dense(x, w, n_in: int = 1, preferred_element_type=None):
+  """Contracts the trailing `n_in` axes of x with the leading `n_in` axes of w, as one 2-D matmul.
+
+  Flattening batch and length into one token axis keeps every weight-gradient matmul a plain
+  (tokens x in)^T (tokens x out) product, which XLA:CPU runs without transposed copies of the activations.
+  """
+  d_in = math.prod(w.shape[:n_in])
+  y = jnp.dot(x.reshape(-1, d_in), w.reshape(d_in, -1), preferred_element_type=preferred_element_type)
+  return y.reshape(*x.shape[:x.ndim - n_in], *w.shape[n_in:])
+
+
+@jax.custom_vjp
+def swiglu(gate, up):
+  """silu(gate) · up, with a backward that computes the sigmoid once and both input gradients in one pass."""
+  return jax.nn.silu(gate) * up
+
+
+def _swiglu_fwd(gate, up):
+  return swiglu(gate, up), (gate, up)
+
+
+def _swiglu_bwd(res, d_out):
+  gate, up = res
+  sig = jax.nn.sigmoid(gate)
+  silu = gate * sig
+  d_gate = d_out * up * (sig + silu * (1 - sig))
+  return d_gate, d_out * silu
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+
+
 def _init(cfg: TransformerConfig):
   return nnx.initializers.normal(stddev=cfg.init_std)
 
@@ -102,17 +146,6 @@ class RMSNorm(nnx.Module):
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=axes, keepdims=True) + self.eps)
     return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
-
-
-def rope(x_BxLxHxK, theta: float):
-  """Rotary embedding (rotate-half form) at positions 0..L-1, computed in float32."""
-  _, length, _, k = x_BxLxHxK.shape
-  inv_freq_K2 = 1.0 / theta ** (jnp.arange(0, k, 2, dtype=jnp.float32) / k)
-  ang_LxK2 = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq_K2[None, :]
-  sin, cos = jnp.sin(ang_LxK2)[None, :, None, :], jnp.cos(ang_LxK2)[None, :, None, :]
-  x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return out.astype(x_BxLxHxK.dtype)
 
 
 class Attention(nnx.Module):
@@ -135,18 +168,17 @@ class Attention(nnx.Module):
     cfg = self.cfg
     dt = DTYPES[cfg.dtype]
     x = x_BxLxD.astype(dt)
-    q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x, self.wq[...].astype(dt))
-    k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x, self.wk[...].astype(dt))
-    v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x, self.wv[...].astype(dt))
+    q_BxLxHxK = dense(x, self.wq[...].astype(dt))
+    k_BxLxHxK = dense(x, self.wk[...].astype(dt))
+    v_BxLxHxK = dense(x, self.wv[...].astype(dt))
     if cfg.qk_norm:
       q_BxLxHxK, k_BxLxHxK = self.q_norm(q_BxLxHxK), self.k_norm(k_BxLxHxK)
-    q_BxLxHxK = rope(q_BxLxHxK, cfg.rope_theta)
-    k_BxLxHxK = rope(k_BxLxHxK, cfg.rope_theta)
+    q_BxLxHxK = attention.rope(q_BxLxHxK, cfg.rope_theta)
+    k_BxLxHxK = attention.rope(k_BxLxHxK, cfg.rope_theta)
     names = ("act_batch", "act_len", "act_heads", None)
     q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (sharding.constrain(t, names) for t in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
-    o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
-                                             implementation=cfg.attention_impl)
-    return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dt))
+    o_BxLxHxK = attention.causal_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, cfg.attention_impl)
+    return dense(o_BxLxHxK, self.wo[...].astype(dt), n_in=2)
 
 
 class MLP(nnx.Module):
@@ -165,13 +197,13 @@ class MLP(nnx.Module):
     """The MLP's hidden activations (the 'neurons' interference and probes look at)."""
     dt = DTYPES[self.cfg.dtype]
     x = x_BxLxD.astype(dt)
-    gate_BxLxF = x @ self.w_gate[...].astype(dt)
-    up_BxLxF = x @ self.w_up[...].astype(dt)
-    return sharding.constrain(jax.nn.silu(gate_BxLxF) * up_BxLxF, ("act_batch", "act_len", "act_mlp"))
+    gate_BxLxF = dense(x, self.w_gate[...].astype(dt))
+    up_BxLxF = dense(x, self.w_up[...].astype(dt))
+    return sharding.constrain(swiglu(gate_BxLxF, up_BxLxF), ("act_batch", "act_len", "act_mlp"))
 
   def __call__(self, x_BxLxD):
     dt = DTYPES[self.cfg.dtype]
-    return self.hidden(x_BxLxD) @ self.w_down[...].astype(dt)
+    return dense(self.hidden(x_BxLxD), self.w_down[...].astype(dt))
 
 
 class Block(nnx.Module):
@@ -231,28 +263,41 @@ class Transformer(nnx.Module):
     step = lambda block, x: block(x)  # noqa: E731
     if cfg.remat != "none":
       step = nnx.remat(step, policy=_REMAT[cfg.remat], prevent_cse=False)
-    blocks = self.blocks
+    graphdef, state = nnx.split(self.blocks)
     if n_layers is not None and n_layers != cfg.n_layers:
-      # Slice the stacked parameters: a view of the first n layers.
-      graphdef, state = nnx.split(self.blocks)
-      blocks = nnx.merge(graphdef, jax.tree.map(lambda a: a[:n_layers], state))
+      state = jax.tree.map(lambda a: a[:n_layers], state)  # a view of the first n stacked layers
+    if not scans_layers(cfg):
+      # Unrolled: one block per stacked slice, so XLA sees the whole step (no while loop, no stacked
+      # activation buffers to zero-fill and slice in the backward pass).
+      x_BxLxD_out = x_BxLxD
+      for i in range(jax.tree.leaves(state)[0].shape[0]):
+        x_BxLxD_out = step(nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state)), x_BxLxD_out)
+      return x_BxLxD_out
 
     @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry,
               transform_metadata={nnx.PARTITION_NAME: "layers"})
     def scan_blocks(x, block):
       return step(block, x)
 
-    return scan_blocks(x_BxLxD, blocks)
+    return scan_blocks(x_BxLxD, nnx.merge(graphdef, state))
 
   def logits(self, x_BxLxD):
     dt = DTYPES[self.cfg.dtype]
     x = self.final_norm(x_BxLxD).astype(dt)
     w_DxV = self.embed[...].T if self.cfg.tie_embeddings else self.unembed[...]
-    logits_BxLxV = jnp.einsum("bld,dv->blv", x, w_DxV.astype(dt), preferred_element_type=jnp.float32)
+    logits_BxLxV = dense(x, w_DxV.astype(dt), preferred_element_type=jnp.float32)
     return sharding.constrain(logits_BxLxV, ("act_batch", "act_len", "act_vocab"))
 
   def __call__(self, tokens_BxL):
     return self.logits(self.run_blocks(self.embed_tokens(tokens_BxL)))
+
+
+def scans_layers(cfg: TransformerConfig) -> bool:
+  """Whether `run_blocks` applies the layers with nnx.scan (True) or unrolled (False)."""
+  mode = cfg.scan_layers
+  if isinstance(mode, bool):
+    mode = "scan" if mode else "unroll"
+  return cfg.n_layers > AUTO_UNROLL_MAX_LAYERS if mode == "auto" else mode == "scan"
 
 
 def validate(cfg: TransformerConfig) -> None:
@@ -269,6 +314,10 @@ def validate(cfg: TransformerConfig) -> None:
     raise ValueError(f"model.norm_style={cfg.norm_style!r} is not one of {NORM_STYLES}")
   if cfg.remat not in REMAT_POLICIES:
     raise ValueError(f"model.remat={cfg.remat!r} is not one of {REMAT_POLICIES}")
+  if not isinstance(cfg.scan_layers, bool) and cfg.scan_layers not in SCAN_LAYERS:
+    raise ValueError(f"model.scan_layers={cfg.scan_layers!r} is not one of {SCAN_LAYERS} (or True/False)")
+  if cfg.attention_impl not in attention.IMPLEMENTATIONS:
+    raise ValueError(f"model.attention_impl={cfg.attention_impl!r} is not one of {attention.IMPLEMENTATIONS}")
   for name in ("dtype", "param_dtype"):
     if getattr(cfg, name) not in DTYPES:
       raise ValueError(f"model.{name}={getattr(cfg, name)!r} is not one of {tuple(DTYPES)}")

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from scaling.core import optim
 from scaling.lm import config as configlib
@@ -38,12 +39,21 @@ class TrainSetup:
   batch_sharding: NamedSharding
   init: Callable[[], Any]
   train_step: Callable[[Any, Any], tuple[Any, dict]]
+  # K steps in one call: (state, batches stacked on a leading K axis) -> (state, metrics each of shape [K]),
+  # bit-identical to K calls of train_step. Batches come from `place_batches`.
+  train_steps: Callable[[Any, Any], tuple[Any, dict]]
+  batches_sharding: NamedSharding
   eval_step: Callable[[Any, Any], dict]
   replicated_fraction: float
 
   def place_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """This process's rows -> global arrays sharded over the data-parallel axes."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in local_batch.items()}
+
+  def place_batches(self, local_batches: Sequence[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
+    """K of this process's batches -> global arrays [K, B, ...] for `train_steps` (batch axis sharded)."""
+    stacked = {k: np.stack([b[k] for b in local_batches]) for k in local_batches[0]}
+    return {k: jax.make_array_from_process_local_data(self.batches_sharding, v) for k, v in stacked.items()}
 
 
 def abstract_model(model_cfg: transformer.TransformerConfig, seed: int = 0):
@@ -53,44 +63,18 @@ def abstract_model(model_cfg: transformer.TransformerConfig, seed: int = 0):
   return graphdef, abs_state.to_pure_dict(), sharding.logical_names_tree(abs_state)
 
 
-def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
-  t = config.train
-  model_cfg = configlib.model_config(config)
-  mesh = sharding.make_mesh(config.mesh, devices)
-  rules = sharding.get_rules(config.sharding.preset)
-  graphdef, abs_params, names = abstract_model(model_cfg, config.seed)
-  param_sh = sharding.param_shardings(abs_params, names, rules, mesh)
-  frac = sharding.check_sufficiently_sharded(abs_params, param_sh, mesh, config.sharding.preset,
-                                             config.sharding.max_replicated)
-  tx = optim.make_optimizer(t)
-  schedule = optim.lr_schedule(t)
-  abs_opt = jax.eval_shape(tx.init, abs_params)
-  rep = sharding.replicated(mesh)
-  # Optimizer moments shard like their parameters; counters are replicated.
-  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh, transform_non_params=lambda _: rep)
-  abstract_state = {"params": abs_params, "opt_state": abs_opt,
-                    "step": jax.ShapeDtypeStruct((), jnp.int32)}
-  state_sh = {"params": param_sh, "opt_state": opt_sh, "step": rep}
-  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                abstract_state, state_sh)
-  batch_sh = sharding.batch_sharding(mesh, ndim=1)  # prefix spec: leading dim sharded, the rest replicated
-
-  def init():
-    with sharding.use_rules(rules, mesh):
-      model = transformer.Transformer(model_cfg, nnx.Rngs(params=config.seed))
-      params = nnx.state(model, nnx.Param).to_pure_dict()
-      return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+def make_loss_sums(graphdef, z_loss: float):
+  """loss_sums(params, batch) -> (objective sum, (CE sum, weight sum)) over the weighted tokens."""
 
   def loss_sums(params, batch):
-    """Summed (not averaged) losses, so microbatches combine exactly: grads are divided by the total weight."""
-    model = nnx.merge(graphdef, params)
-    logits_BxLxV = model(batch["inputs"])
-    w_BxL = batch["weights"].astype(jnp.float32)
-    obj_BxL, ce_BxL = losses.token_objective(logits_BxLxV, batch["targets"], t.z_loss)
-    return jnp.sum(obj_BxL * w_BxL), (jnp.sum(ce_BxL * w_BxL), jnp.sum(w_BxL))
+    return losses.weighted_sums(nnx.merge(graphdef, params)(batch["inputs"]), batch, z_loss)
 
-  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
-  accum = int(t.grad_accum)
+  return loss_sums
+
+
+def make_train_step(grad_fn, tx, schedule, accum: int, rules, mesh):
+  """train_step(state, batch) -> (state, {"loss", "grad_norm", "lr"}): one optimizer update on the batch,
+  its gradient summed over `accum` microbatches and divided by the batch's total loss weight."""
 
   def train_step(state, batch):
     with sharding.use_rules(rules, mesh):
@@ -118,6 +102,15 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
                  "lr": schedule(state["step"])}
       return new_state, metrics
 
+  return train_step
+
+
+def scan_steps(train_step):
+  """train_steps(state, batches): `train_step` on each batch along the leading axis in turn (one lax.scan)."""
+  return lambda state, batches: jax.lax.scan(train_step, state, batches)
+
+
+def make_eval_step(graphdef, rules, mesh):
   def eval_step(params, batch):
     """Per-row sums: loss (nats), weight, correct argmax predictions (all over weighted tokens)."""
     with sharding.use_rules(rules, mesh):
@@ -128,12 +121,55 @@ def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
       return {"loss_sum": jnp.sum(ce_BxL * w_BxL, -1), "weight_sum": jnp.sum(w_BxL, -1),
               "correct_sum": jnp.sum(correct_BxL * w_BxL, -1)}
 
+  return eval_step
+
+
+def state_layout(tx, abs_params, param_sh, rep):
+  """(abstract state with shardings attached, state shardings) for {"params", "opt_state", "step"}: optimizer
+  moments shard like their parameters, counters are replicated."""
+  abs_opt = jax.eval_shape(tx.init, abs_params)
+  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh, transform_non_params=lambda _: rep)
+  abstract_state = {"params": abs_params, "opt_state": abs_opt, "step": jax.ShapeDtypeStruct((), jnp.int32)}
+  state_sh = {"params": param_sh, "opt_state": opt_sh, "step": rep}
+  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                abstract_state, state_sh)
+  return abstract_state, state_sh
+
+
+def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
+  t = config.train
+  model_cfg = configlib.model_config(config)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  rules = sharding.get_rules(config.sharding.preset)
+  graphdef, abs_params, names = abstract_model(model_cfg, config.seed)
+  param_sh = sharding.param_shardings(abs_params, names, rules, mesh)
+  frac = sharding.check_sufficiently_sharded(abs_params, param_sh, mesh, config.sharding.preset,
+                                             config.sharding.max_replicated)
+  tx = optim.make_optimizer(t)
+  schedule = optim.lr_schedule(t)
+  rep = sharding.replicated(mesh)
+  abstract_state, state_sh = state_layout(tx, abs_params, param_sh, rep)
+  batch_sh = sharding.batch_sharding(mesh, ndim=1)  # prefix spec: leading dim sharded, the rest replicated
+  batches_sh = NamedSharding(mesh, P(None, *batch_sh.spec))  # [K, B, ...]: the batch axis sharded
+
+  def init():
+    with sharding.use_rules(rules, mesh):
+      model = transformer.Transformer(model_cfg, nnx.Rngs(params=config.seed))
+      params = nnx.state(model, nnx.Param).to_pure_dict()
+      return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+  grad_fn = jax.value_and_grad(make_loss_sums(graphdef, t.z_loss), has_aux=True)
+  train_step = make_train_step(grad_fn, tx, schedule, int(t.grad_accum), rules, mesh)
   return TrainSetup(
       config=config, model_cfg=model_cfg, mesh=mesh, rules=rules, graphdef=graphdef, tx=tx, schedule=schedule,
       abstract_state=abstract_state, state_shardings=state_sh, batch_sharding=batch_sh,
       init=jax.jit(init, out_shardings=state_sh),
       train_step=jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, rep),
                          donate_argnums=0),
-      eval_step=jax.jit(eval_step, in_shardings=(param_sh, batch_sh), out_shardings=rep),
+      train_steps=jax.jit(scan_steps(train_step), in_shardings=(state_sh, batches_sh),
+                          out_shardings=(state_sh, rep), donate_argnums=0),
+      batches_sharding=batches_sh,
+      eval_step=jax.jit(make_eval_step(graphdef, rules, mesh), in_shardings=(param_sh, batch_sh),
+                        out_shardings=rep),
       replicated_fraction=frac,
   )

@@ -35,21 +35,30 @@ EXPERIMENT = "lm"
 # (mechanisms only measure; mesh/sharding changes reshard on restore).
 # train.steps has its own rule (scaling/core/resume.py).
 RESUMABLE_CHANGES = ("checkpoint.", "distributed.", "mesh.", "sharding.", "mechanisms.", "data.worker_count",
-                     "data.prefetch_threads", "data.prepared.verify", "memory.", "tensorboard")
+                     "data.prefetch_threads", "data.prepared.verify", "memory.", "tensorboard",
+                     "train.steps_per_call")
 # XLA:CPU collectives over fake devices abort when many sharded steps are queued without a host sync
 # (README, Known traps 1); syncing at least this often avoids it and costs nothing measurable.
 CPU_MAX_STEPS_BETWEEN_SYNCS = 16
 
 
 class LMProgram:
-  """One update per call of the jitted train step, on batches from the data iterator."""
+  """Updates on batches from the data iterator: a segment of exactly `steps_per_call` steps runs as one call of
+  the K-step scan (`train_steps`), anything shorter one call of the train step per step (both give the same
+  bits, so where the loop cuts segments never changes the result)."""
 
   metric_ndim = 0
 
-  def __init__(self, setup: step_lib.TrainSetup, data_iter: pipeline.BatchIterator, tokens_per_step: int):
+  def __init__(self, setup: step_lib.TrainSetup, data_iter: pipeline.BatchIterator, tokens_per_step: int,
+               steps_per_call: int = 1):
     self.setup, self.data_iter, self.tokens_per_step = setup, data_iter, tokens_per_step
+    self.steps_per_call = int(steps_per_call)
 
   def advance(self, state, start: int, stop: int):
+    if stop - start == self.steps_per_call > 1:
+      batches = [next(self.data_iter) for _ in range(start, stop)]
+      state, m = self.setup.train_steps(state, self.setup.place_batches(batches))
+      return state, [m]
     metrics = []
     for _ in range(start, stop):
       state, m = self.setup.train_step(state, self.setup.place_batch(next(self.data_iter)))
@@ -114,12 +123,13 @@ def _train(config, run: rundir.RunDir, devices, progress: bool, stop_after: int 
                                config.checkpoint.async_save)
   restored = ckpt.restore_latest(setup.abstract_state)
   data_iter = pipeline.make_train_iterator(config, pidx, pcount)
-  program = LMProgram(setup, data_iter, t.batch_size * config.data.seq_len)
+  program = LMProgram(setup, data_iter, t.batch_size * config.data.seq_len, t.get("steps_per_call", 1))
   cpu = devices[0].platform == "cpu"
   loop = Loop(program, total_steps=t.steps, dirs=RunDirs([run], [run]), checkpointer=ckpt,
               callbacks=callbacks(config, setup, run, lead), lead=lead, progress=progress, desc="train",
               status_every=t.log_every, sync_every=min(t.log_every, CPU_MAX_STEPS_BETWEEN_SYNCS) if cpu else
-              t.log_every, divergence_factor=t.get("divergence_factor", 0.0), stop_after=stop_after)
+              t.log_every, chunk=program.steps_per_call, divergence_factor=t.get("divergence_factor", 0.0),
+              stop_after=stop_after)
   start = restored[0] if restored else None
   if lead:
     resume.check_records([run], start, t.steps, {rundir.METRICS_FILE: loop.record_steps(start or 0)})

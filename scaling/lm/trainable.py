@@ -21,7 +21,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -107,9 +106,7 @@ class Plan:
     """(total, (ce_sum, weight_sum)) summed over weighted tokens, as scaling/lm/step.py's loss: differentiate
     with respect to `trainable` (argument 0) and divide by the total weight."""
     logits_BxLxV = nnx.merge(self.graphdef, self.effective(trainable, frozen))(batch["inputs"])
-    w_BxL = batch["weights"].astype(jnp.float32)
-    obj_BxL, ce_BxL = losses.token_objective(logits_BxLxV, batch["targets"], z_loss)
-    return jnp.sum(obj_BxL * w_BxL), (jnp.sum(ce_BxL * w_BxL), jnp.sum(w_BxL))
+    return losses.weighted_sums(logits_BxLxV, batch, z_loss)
 
   def describe(self) -> str:
     """The --dry_run line for the trainable parameters."""

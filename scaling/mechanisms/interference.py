@@ -158,7 +158,7 @@ class Interference:
 
   # ---- gradients (traced) --------------------------------------------------------------------------------------
   def _token_objective(self, params, mlp0, batch):
-    """Per-token training objective (B, L): CE (+ z-loss) times the loss weights, as in step.loss_sums."""
+    """Per-token training objective (B, L): CE (+ z-loss) times the loss weights, as in step.make_loss_sums."""
     logits_BxLxV = logits_via_mlp0(self.setup.graphdef, params, mlp0, batch["inputs"])
     obj_BxL, _ = losses.token_objective(logits_BxLxV, batch["targets"], self.setup.config.train.z_loss)
     return obj_BxL * batch["weights"].astype(jnp.float32)

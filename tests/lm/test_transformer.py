@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
-from scaling.lm import ladder, losses
+from scaling.lm import attention, ladder, losses
 from scaling.lm import model as transformer
 from scaling.lm import step as step_lib
 from scaling.lm.model import Transformer, TransformerConfig
@@ -103,6 +104,67 @@ def test_remat_same_loss_and_grads(policy):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
+def _loss_and_grad(cfg, tokens):
+  graphdef, params = nnx.split(_model(cfg), nnx.Param)
+
+  def loss(p):
+    logits = nnx.merge(graphdef, p)(tokens)
+    return jnp.mean(losses.token_losses(logits[:, :-1], tokens[:, 1:]))
+  return jax.value_and_grad(loss)(params)
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_scan_and_unroll_same_loss_grads_and_parameter_tree(remat):
+  tokens = np.arange(24, dtype=np.int32).reshape(2, 12) % SMALL.vocab_size
+  base = {**SMALL.__dict__, "n_layers": 3, "remat": remat}
+  l_scan, g_scan = _loss_and_grad(TransformerConfig(**{**base, "scan_layers": "scan"}), tokens)
+  l_unroll, g_unroll = _loss_and_grad(TransformerConfig(**{**base, "scan_layers": "unroll"}), tokens)
+  assert jax.tree.structure(g_scan) == jax.tree.structure(g_unroll)
+  assert g_unroll["blocks"]["mlp"]["w_gate"].shape == (3, SMALL.d_model, SMALL.d_ff)  # still stacked
+  np.testing.assert_allclose(float(l_scan), float(l_unroll), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g_scan), jax.tree.leaves(g_unroll)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_scan_layers_auto_rule():
+  cfg = lambda n, mode: TransformerConfig(**{**SMALL.__dict__, "n_layers": n, "scan_layers": mode})  # noqa: E731
+  assert not transformer.scans_layers(cfg(transformer.AUTO_UNROLL_MAX_LAYERS, "auto"))
+  assert transformer.scans_layers(cfg(transformer.AUTO_UNROLL_MAX_LAYERS + 1, "auto"))
+  assert transformer.scans_layers(cfg(2, "scan")) and transformer.scans_layers(cfg(2, True))
+  assert not transformer.scans_layers(cfg(32, "unroll")) and not transformer.scans_layers(cfg(32, False))
+
+
+def test_causal_attention_matches_jax_reference_values_and_grads():
+  ks = jax.random.split(jax.random.key(0), 4)
+  q, k, v, g = (jax.random.normal(key, (2, 9, 3, 8)) for key in ks)
+
+  def f(impl):
+    return jax.value_and_grad(lambda *a: jnp.vdot(attention.causal_attention(*a, impl), g), argnums=(0, 1, 2))
+
+  (ours, d_ours), (ref, d_ref) = f(None)(q, k, v), f("xla")(q, k, v)
+  np.testing.assert_allclose(float(ours), float(ref), rtol=1e-5)
+  for a, b in zip(d_ours, d_ref):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  model_logits = [_model(TransformerConfig(**{**SMALL.__dict__, "attention_impl": impl}))(np.ones((1, 6), np.int32))
+                  for impl in (None, "xla")]
+  np.testing.assert_allclose(*map(np.asarray, model_logits), rtol=1e-5, atol=1e-6)
+
+
+def test_swiglu_backward_matches_autodiff():
+  a, b, g = (jax.random.normal(key, (5, 7)) for key in jax.random.split(jax.random.key(1), 3))
+  ours = jax.grad(lambda x, y: jnp.vdot(transformer.swiglu(x, y), g), argnums=(0, 1))(a, b)
+  ref = jax.grad(lambda x, y: jnp.vdot(jax.nn.silu(x) * y, g), argnums=(0, 1))(a, b)
+  for x, y in zip(ours, ref):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def test_token_losses_match_optax():
+  logits = jax.random.normal(jax.random.key(2), (2, 5, 11)) * 3
+  targets = jax.random.randint(jax.random.key(3), (2, 5), 0, 11)
+  ref = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  np.testing.assert_allclose(np.asarray(losses.token_losses(logits, targets)), np.asarray(ref), rtol=1e-5)
+
+
 def test_run_blocks_prefix_matches_manual_layers():
   """run_blocks(n) (used by probes) equals applying the first n stacked layers one by one."""
   model = _model(SMALL)
@@ -121,6 +183,8 @@ def test_run_blocks_prefix_matches_manual_layers():
     (dict(remat="some"), "remat"),
     (dict(dtype="float8"), "dtype"),
     (dict(d_ff=0), "d_ff"),
+    (dict(scan_layers="sometimes"), "scan_layers"),
+    (dict(attention_impl="flash"), "attention_impl"),
 ])
 def test_invalid_model_configs(bad, match):
   with pytest.raises(ValueError, match=match):
