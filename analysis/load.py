@@ -33,6 +33,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from analysis.loadreport import MANIFEST, LoadError, LoadReport, check_manifest
 from launch import manifest as manifest_lib
@@ -339,7 +340,6 @@ def load(sweep_dirs: str | list[str], *, progress: bool = False) -> Loaded:
     notes = {} if manifest is None else check_manifest(manifest, sweep, set(rel.values()), rep)
     it = paths
     if progress:
-      from tqdm.auto import tqdm  # noqa: PLC0415
       it = tqdm(paths, desc=f"load {sweep}", leave=False)
     for p in it:
       run = rel[p] if rel[p] != "." else os.path.basename(p)

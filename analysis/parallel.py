@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from tqdm.auto import tqdm
+
 _SHARED: dict[str, Any] = {}
 
 
@@ -36,7 +38,6 @@ def _call(job, table=None):
 def run(jobs: list[tuple[Callable, tuple, dict]], *, workers: int | None = None, shared: dict | None = None,
         progress: bool = True, desc: str = "analysis") -> list:
   """Runs (fn, args, kwargs) jobs, returns their results in order. fn must be a module-level function."""
-  from tqdm.auto import tqdm  # noqa: PLC0415
   shared = shared or {}
   workers = min(workers or os.cpu_count() or 1, len(jobs))
   bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)

@@ -18,6 +18,7 @@ Toy (paper §3): the optimal width-N loss per task (Theorem 3) against the simul
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 
@@ -263,7 +264,6 @@ def crossing_width(widths, values, tol=LEARNED_TOL) -> float:
 def _theory_json_diff(run_dirs: list[str], spec, width_of: dict) -> float | None:
   """Max |theory.json optimal_loss_norm − toy_theory's| over the runs that wrote one (a consistency check of
   the trainer's recorded predictions against the spec read back from config.json); None if none did."""
-  import json  # noqa: PLC0415
   diffs = []
   for d in run_dirs:
     path = os.path.join(d, THEORY_FILE)

@@ -175,7 +175,7 @@ def _check_tuple_elements(before, after, prefix: str = "") -> None:
 def parse_flags(argv: Sequence[str], *, example: str, workdir_help: str, dry_run_help: str):
   """absl FlagValues with .config (an unlocked ConfigDict), .workdir, .dry_run, .progress, .extend."""
   from absl import flags  # noqa: PLC0415 - keep `import scaling.core.cli` light (the stop handler comes first)
-  from ml_collections import config_flags  # noqa: PLC0415
+  from ml_collections import config_flags  # noqa: PLC0415 - same reason (it imports absl and ml_collections)
   argv = list(argv)
   spec, rest = _take_config_spec(argv[1:])
   if not spec:
@@ -348,7 +348,7 @@ def enable_compilation_cache() -> None:
   """
   if os.environ.get("SCALING_JAX_CACHE", "").lower() == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return
-  import jax  # noqa: PLC0415
+  import jax  # noqa: PLC0415 - called by entry points after the stop handler, so SIGTERM in start-up is caught
   path = os.environ.get("SCALING_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "scaling", "jax")
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
