@@ -70,9 +70,9 @@ def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ..
 def entry(module: str) -> int:
   """`python -m scaling.train`: the stop handler first, then the (slow) import of the trainer, then its main()."""
   install_stop_handler()
-  if os.environ.get("SCALING_HOST_MALLOC", "retain") != "default":
-    hostmem.retain_freed_memory()  # before JAX starts its threads (scaling/core/hostmem.py)
   try:
+    if os.environ.get("SCALING_HOST_MALLOC", "retain") != "default":
+      hostmem.retain_freed_memory()  # before JAX starts its threads (scaling/core/hostmem.py)
     main_fn = importlib.import_module(module).main
   except KeyboardInterrupt as e:
     print(stopped_line(e), file=sys.stderr)

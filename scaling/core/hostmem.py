@@ -14,7 +14,6 @@ library without `mallopt` (macOS, musl) it does nothing and returns False.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # glibc's mallopt parameter numbers (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -25,11 +24,9 @@ _TRIM_NEVER = -1  # mallopt(3): "Setting M_TRIM_THRESHOLD to -1 disables trimmin
 
 def retain_freed_memory() -> bool:
   """Applies the settings above; True when the C library accepted all of them."""
-  name = ctypes.util.find_library("c")
-  if not name:
-    return False
   try:
-    mallopt = ctypes.CDLL(name).mallopt
+    # The symbols already loaded into this process (libc among them): no library search, no subprocess.
+    mallopt = ctypes.CDLL(None).mallopt
   except (OSError, AttributeError):
     return False
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
