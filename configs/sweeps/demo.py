@@ -11,21 +11,21 @@ shows").
 
 Why these values:
 - Sizes span 20x in N, five points for a per-frequency fit; all are small enough that the background, not the
-  step count, limits them: the second-order chain (vocab² contexts) holds far more facts than any of them, so their
-  background losses stay ordered by size however long they train, and capacity spent on it is not free for T_CMP.
+  step count, is meant to limit them: the second-order chain (vocab² contexts) holds far more facts than any of
+  them can store, so the background keeps every size's capacity busy and capacity spent on it is not free for
+  T_CMP.
 - vocab 256: room for T_CMP's 100 symbols (drawn at random, so they are also background tokens whose embeddings
   the background gradients keep moving) with a non-trivial background over the rest.
 - seq_len 8 and batch 128: the task instance takes 4 tokens of a row, so short rows make the task a visible share
-  of the tokens at few tokens per step; 128 rows per step give 16-64 instances per batch (1/8 to 1/2 of the rows)
+  of the tokens at few tokens per step; 128 rows per step give 32-64 instances per batch (1/4 to 1/2 of the rows)
   at a cost per step that small models on a CPU spend mostly on fixed overhead anyway.
 - The copy regime is off: its motifs repeat with a period of at least 8 tokens, which 8-token rows cannot hold.
-- Frequencies 32, 48, 64 (a quarter to a half of the rows): the range where, at this budget, N* falls inside the
-  trained sizes, so each frequency has a fitted N* with a finite interval and the frontier N*(f) rests on three
-  points. At the lowest, the smaller sizes stay at or below chance while the largest learns; doubling the frequency
-  makes all but the smallest learn. Below it (16 per batch) no size learns within 1000 steps, and its N* is an
-  extrapolation far beyond the sizes that would dominate the frontier fit.
+- Frequencies 32, 48, 64: chosen from probe runs (README) so that at this budget N* falls among the trained sizes
+  at every frequency: each then has a fitted N* with a finite interval, the frontier N*(f) rests on three points,
+  and the lowest frequency has sizes on both sides of N*. A lower frequency puts N* far beyond the sizes, and an
+  N* extrapolated that far would dominate the frontier fit.
 - 1000 steps, warmup 50, the ladder's learning rate (0.01 at every one of these sizes), cosine to 10%: the same
-  schedule and tokens for every size; the default warmup (N tokens) would spend half of the 200K run warming up.
+  schedule and tokens for every size (the default warmup, N tokens, would be 210 steps at 200K and 9 at 10K).
 - 8 steps per jitted call, evaluation every 250 steps on 1000 test instances (standard error of an accuracy
   <= 0.016), no checkpoints but the last: the host loop and evaluation would otherwise cost more than training.
 - max_parallel 2: one run per core.
