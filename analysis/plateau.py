@@ -9,7 +9,8 @@ frequencies, so its change is reported beside the flag, not used for it. The bac
 shows whether the background, too, has stopped improving (the capacity argument: a small model whose background
 loss has flattened above a larger model's has no spare capacity that more steps would free).
 
-A run whose evaluations do not reach back to the window's start (too few evals) is `unknown`, not plateaued.
+A run with no evaluation between (1 − 2·WINDOW)·T and the window's start (too few evals to measure the window)
+is `unknown`, not plateaued.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def _series(g: pd.DataFrame, task: str, metric: str, split: str | None = "test")
   return g[sel].groupby("step")["value"].mean().sort_index()
 
 
-def _window(s: pd.Series, t_from: float) -> tuple[int, float, int, float] | None:
-  before = s[s.index <= t_from]
+def _window(s: pd.Series, t_from: float, t_earliest: float) -> tuple[int, float, int, float] | None:
+  before = s[(s.index <= t_from) & (s.index >= t_earliest)]
   if s.empty or before.empty or before.index[-1] == s.index[-1]:
     return None
   return int(before.index[-1]), float(before.iloc[-1]), int(s.index[-1]), float(s.iloc[-1])
@@ -81,7 +82,7 @@ def check(df: pd.DataFrame, window: float = WINDOW, tolerance: float = TOLERANCE
       if acc.empty:
         continue
       last = int(g["step"].max())
-      w = _window(acc, (1 - window) * last)
+      w = _window(acc, (1 - window) * last, (1 - 2 * window) * last)
       first = g[g["task"] == task].iloc[0]
       meta = dict(run=run, n=float(first["n_params_non_embedding"]), task=task,
                   frequency=float(first["frequency_per_batch"]), seed=int(first["seed"]))
