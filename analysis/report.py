@@ -26,6 +26,7 @@ from analysis import curves as curves_lib
 from analysis import frontier as frontier_lib
 from analysis import load as load_lib
 from analysis import plan as plan_lib
+from analysis import plateau as plateau_lib
 from analysis import predictions as pr
 from analysis import report_sections as sec
 from analysis.curves import _jsonable, fmt_n
@@ -191,7 +192,11 @@ def build(args) -> dict:
   timings["figures_from_fits"] = time.perf_counter() - t
 
   # ---- documents
-  doc = _document(args, loaded, fin, curves, fits, freq_fits, planner, f1, chin, toy_comps, figures, notes, out)
+  checks = plateau_lib.check(df)
+  notes += [f"not plateaued ({c.status}): {c.run} (test accuracy {c.acc_from:.3g} → {c.acc_to:.3g} over steps "
+            f"{c.step_from} → {c.step_to})" for c in checks if c.status != "plateaued"]
+  doc = _document(args, loaded, fin, curves, fits, freq_fits, planner, f1, chin, toy_comps, figures, notes, out,
+                  checks)
   title = "Scaling report: " + ", ".join(os.path.basename(os.path.normpath(d)) for d in args.sweep_dir)
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write(doc.markdown())
@@ -204,6 +209,7 @@ def build(args) -> dict:
       "frac": args.frac, "seed": args.seed, "load_report": rep.to_dict(), "notes": notes,
       "supports": sec.capabilities(curves, fits, freq_fits), "curves": [f.to_dict() for f in fits],
       "frequency_laws": [f.to_dict() for f in freq_fits], "planner": planner,
+      "plateau": [c.to_dict() for c in checks],
       "fig1": f1.to_dict() if f1 else None, "chinchilla": chin.to_dict() if chin else None,
       "toy_theory": [c.to_dict() for c in toy_comps],
       "figures": {k: {"paths": [os.path.relpath(p, out) for p in v["paths"]], "skipped": v["skipped"]}
@@ -287,13 +293,15 @@ def _figures_and_gaps(doc, rep, fits, f1, figures, notes, out) -> None:
         "fits.json (every number above, for machines), figures/.")
 
 
-def _document(args, loaded, fin, curves, fits, freq_fits, planner, f1, chin, toy_comps, figures, notes, out) -> Doc:
+def _document(args, loaded, fin, curves, fits, freq_fits, planner, f1, chin, toy_comps, figures, notes, out,
+              checks=()) -> Doc:
   doc = Doc()
   doc.h(1, "Scaling report: " + ", ".join(os.path.basename(os.path.normpath(d)) for d in args.sweep_dir))
   doc.p(f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `python -m analysis.report "
         + " ".join(f"--sweep_dir {d}" for d in args.sweep_dir) + f"` (intervals: {args.ci}"
         + (f", {args.bootstrap} resamples" if args.ci == "bootstrap" else "") + ").")
   _summary(doc, args, loaded, fin, curves, fits, freq_fits)
+  plateau_lib.section(doc, list(checks))
   sec.fits_section(doc, args, fits)
   sec.nstar_section(doc, fits)
   sec.frontier_section(doc, freq_fits, planner)

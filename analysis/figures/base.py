@@ -16,6 +16,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from analysis.curves import fmt_n  # noqa: E402
+from analysis.figures import layout  # noqa: E402
 
 log = logging.getLogger("analysis.figures")
 
@@ -39,6 +40,8 @@ def slug(s: str) -> str:
 
 def save(fig, out_dir: str, name: str, formats=FORMATS) -> list[str]:
   os.makedirs(out_dir, exist_ok=True)
+  for problem in layout.problems(fig):  # tests/analysis/test_figure_layout.py keeps the report's figures clean
+    log.warning("figure %s: %s", name, problem)
   paths = []
   for ext in formats:
     p = os.path.join(out_dir, f"{slug(name)}.{ext}")
@@ -63,8 +66,22 @@ def make(name: str, fn: Callable, *args, **kwargs) -> tuple[list[str], str | Non
 
 
 def size_palette(values):
-  vals = sorted(set(values))
+  """Size -> colour (viridis, small = dark), by rank among the sizes given: every figure of a report passes all the
+  sweep's sizes, so one size has one colour in every figure."""
+  vals = sorted(set(float(v) for v in values))
   colors = sns.color_palette("viridis", max(len(vals), 1))
+  return dict(zip(vals, colors))
+
+
+def size_label_palette(values):
+  """The same colours keyed by the readable labels (fmt_n) that seaborn hues use."""
+  return {fmt_n(v): c for v, c in size_palette(values).items()}
+
+
+def freq_palette(values):
+  """Task frequency -> colour (flare: rare = light, frequent = dark), one colour per frequency in every figure."""
+  vals = sorted(set(float(v) for v in values if np.isfinite(v)))
+  colors = sns.color_palette("flare", max(len(vals), 1))
   return dict(zip(vals, colors))
 
 
@@ -92,7 +109,8 @@ def log_axes(ax, x=True, y=True):
     decades = np.log10(max(lim) / max(min(lim), 1e-300))
     axis.set_minor_formatter(NullFormatter())
     if decades < 1.8:
-      axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+      subs = (1.0, 2.0, 5.0) if decades >= 0.6 else (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+      axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
       axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_n(v) if v >= 1e4 else f"{v:g}"))
       axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
     else:

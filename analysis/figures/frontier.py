@@ -5,6 +5,7 @@ sweeps Proposition 6's analytic N_crit(π)."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,9 +38,11 @@ def _panel(ax, ff, members, spec):
   star = np.array([p[:4] for p in ff.points], dtype=float)
   fin = np.isfinite(star[:, 1]) & (star[:, 1] > 0)
   lo = np.where(np.isfinite(star[:, 2]) & (star[:, 2] > 0), star[:, 2], star[:, 1])
-  top = max(pts[:, 1].max(), np.nanmax(np.where(fin, star[:, 1], np.nan), initial=1.0)) * 3
+  # N* far above the sizes (a curve that barely rises) would squash the plane: the axis stops at 30x the sizes.
+  top = min(max(pts[:, 1].max(), np.nanmax(np.where(fin, star[:, 1], np.nan), initial=1.0)) * 3, pts[:, 1].max() * 30)
   hi = np.where(np.isfinite(star[:, 3]), star[:, 3], top)
-  ax.errorbar(star[fin, 0], star[fin, 1], yerr=[star[fin, 1] - lo[fin], hi[fin] - star[fin, 1]], fmt="D", ms=4,
+  yerr = np.clip([star[fin, 1] - lo[fin], hi[fin] - star[fin, 1]], 0, None)  # a CI that excludes its N*: no bar
+  ax.errorbar(star[fin, 0], star[fin, 1], yerr=yerr, fmt="D", ms=4,
               color=LAW, capsize=2, zorder=4)
   f_all = np.concatenate([pts[:, 0], star[:, 0]])
   grid = np.geomspace(f_all.min() / 1.5, f_all.max() * 1.5, 200)
@@ -71,7 +74,8 @@ def _panel(ax, ff, members, spec):
   ax.set_title(f"{what}{gam}\nlearnable above the line: {ff.metric} {'≥' if ff.metric == 'accuracy' else '≤'} "
                f"{thr.threshold:.3g}", fontsize=8)
   if ff.law is None:
-    ax.text(0.03, 0.03, f"no frontier: {ff.reason}", transform=ax.transAxes, fontsize=6, va="bottom", wrap=True)
+    ax.text(0.03, 0.03, textwrap.fill(f"no frontier: {ff.reason}", 40), transform=ax.transAxes, fontsize=6,
+            va="bottom")
 
 
 def _handles(any_toy, any_law):

@@ -8,7 +8,17 @@ import pandas as pd
 import seaborn as sns
 
 from analysis import predictions as pr
-from analysis.figures.base import FORMATS, SkipFigure, fmt_n, lm_runs, n_order, save
+from analysis.figures.base import (
+  FORMATS,
+  SkipFigure,
+  fmt_n,
+  freq_palette,
+  lm_runs,
+  log_axes,
+  n_order,
+  save,
+  size_label_palette,
+)
 
 
 def fig1_compute_vs_infinite(f1: pr.Fig1, out_dir: str, formats=FORMATS) -> list[str]:
@@ -16,7 +26,7 @@ def fig1_compute_vs_infinite(f1: pr.Fig1, out_dir: str, formats=FORMATS) -> list
   what only model scaling reaches."""
   if f1 is None or (f1.points_C.empty and f1.points_inf.empty):
     raise SkipFigure("no LM runs with a background loss")
-  fig, ax = plt.subplots(figsize=(5, 3.6))
+  fig, ax = plt.subplots(figsize=(5, 4.2))
   allN = pd.concat([f1.points_C["N"], f1.points_inf["N"]])
   grid = np.geomspace(allN.min() / 1.5, allN.max() * 3, 200)
   colors = {"C": "tab:orange", "inf": "tab:blue"}
@@ -40,8 +50,9 @@ def fig1_compute_vs_infinite(f1: pr.Fig1, out_dir: str, formats=FORMATS) -> list
   ax.set_yscale("log")
   ax.set_xlabel("non-embedding parameters N")
   ax.set_ylabel(f"{f1.key} (nats)")
-  ax.set_title("Fig 1: compute-matched vs converged loss")
-  fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper")
+  log_axes(ax)
+  ax.set_title("Fig 1: background loss at matched compute vs final")
+  fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7, frameon=False)
   return save(fig, out_dir, "fig1_compute_vs_infinite", formats)
 
 
@@ -80,7 +91,8 @@ def fig5_heatmaps(fin: pd.DataFrame, out_dir: str, formats=FORMATS):
       ax.set_title(f"{task}: {title}")
       ax.set_xlabel("instances per batch")
       ax.set_ylabel("N (non-embedding)")
-  fig.suptitle("Fig 5: who learns the task", fontsize=10)
+      ax.tick_params(axis="y", rotation=0)
+  fig.suptitle("Fig 5: final task loss and accuracy over size × frequency (seed mean)", fontsize=10)
   return save(fig, out_dir, "fig5_heatmaps", formats)
 
 
@@ -94,6 +106,7 @@ def fig6_task_loss_over_steps(df: pd.DataFrame, out_dir: str, formats=FORMATS):
     raise SkipFigure("no LM task evals")
   tasks = sorted(d["task"].astype(str).unique())
   rnd = d[d["schedule"] == "random"]
+  pal = freq_palette(rnd["frequency_per_batch"])
   sizes = sorted(rnd["n_params_non_embedding"].unique())
   show = sorted({sizes[0], sizes[len(sizes) // 2], sizes[-1]}) if sizes else []
   burst = d[d["schedule"].isin(["burst", "withhold"])]
@@ -107,11 +120,15 @@ def fig6_task_loss_over_steps(df: pd.DataFrame, out_dir: str, formats=FORMATS):
       if g.empty:
         ax.set_axis_off()
         continue
-      sns.lineplot(data=g.rename(columns={"frequency_per_batch": "instances/batch"}), x="step", y="value",
-                   hue="instances/batch", ax=ax, errorbar=None, palette="viridis", legend=ax is row[0])
-      ax.set_title(f"{task}, N={fmt_n(n)}")
+      for f, h in g.groupby("frequency_per_batch"):
+        h = h.groupby("step")["value"].mean()
+        ax.plot(h.index, h.to_numpy(), ".-", ms=3, lw=1.2, color=pal[float(f)], label=f"{f:g}")
+      ax.set_title(f"{task} test loss, N={fmt_n(n)}")
       ax.set_yscale("log")
+      ax.set_xlabel("step")
       ax.set_ylabel("test loss (nats)")
+      if ax is row[0]:
+        ax.legend(title="instances/batch", fontsize=6, title_fontsize=6, loc="lower left")
     if not burst.empty:
       ax = row[-1]
       g = burst[burst["task"] == task]
@@ -121,7 +138,10 @@ def fig6_task_loss_over_steps(df: pd.DataFrame, out_dir: str, formats=FORMATS):
         sns.lineplot(data=g, x="step", y="value", hue="period", style="N", style_order=n_order(g), ax=ax,
                      errorbar=None, palette="rocket")
         ax.set_title(f"{task}: matched frequency, bursts")
-  fig.suptitle("Fig 6: task loss over training", fontsize=10)
+  for ax in axes.flat:
+    if ax.axison and ax.get_yscale() == "log":
+      log_axes(ax, x=False)
+  fig.suptitle("Fig 6: task test loss over training, per frequency (seed mean)", fontsize=10)
   return save(fig, out_dir, "fig6_task_loss_over_steps", formats)
 
 
@@ -141,7 +161,8 @@ def fig7_probes(df: pd.DataFrame, out_dir: str, formats=FORMATS):
   fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3), squeeze=False)
   for ax, (task, metric) in zip(axes[0], keys):
     g = m[(m["task"] == task) & (m["metric"] == metric)]
-    sns.scatterplot(data=g, x="value_acc", y="value", hue="N", hue_order=n_order(g), ax=ax, palette="viridis",
+    sns.scatterplot(data=g, x="value_acc", y="value", hue="N", hue_order=n_order(g), ax=ax,
+                    palette=size_label_palette(d["n_params_non_embedding"].dropna()),
                     s=14, legend=ax is axes[0][0])
     ax.set_xlabel(f"{task} test accuracy")
     ax.set_ylabel(f"probe {metric}")
@@ -179,7 +200,7 @@ def fig8_injections(df: pd.DataFrame, out_dir: str, formats=FORMATS):
     sns.barplot(data=m, x="N", y="value", hue="metric", hue_order=["gain", "decay"], ax=ax, order=n_order(ret),
                 errorbar=None)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_title("per injection: gain vs decay (decay ≈ gain: forgotten)")
+    ax.set_title("per injection: gain vs decay\n(decay ≈ gain: forgotten)")
     ax.set_ylabel("nats")
   fig.suptitle("Fig 8: loss around injections", fontsize=10)
   return save(fig, out_dir, "fig8_injections", formats)
@@ -198,13 +219,15 @@ def fig9_interference(df: pd.DataFrame, out_dir: str, formats=FORMATS):
   for row, task in zip(axes, tasks):
     for ax, metric in zip(row, metrics):
       g = d[(d["task"] == task) & (d["metric"] == metric)]
-      sns.lineplot(data=g, x="step", y="value", hue="N", hue_order=n_order(d), ax=ax, palette="viridis",
-                   errorbar=("sd", 1), legend=ax is axes[0][-1])
+      sns.lineplot(data=g, x="step", y="value", hue="N", hue_order=n_order(d), ax=ax,
+                   palette=size_label_palette(d["n_params_non_embedding"].dropna()), errorbar=("sd", 1),
+                   legend=ax is axes[0][-1])
       ax.axhline(0, color="k", lw=0.5)
       ax.set_title(f"{task}: {metric}")
       ax.set_ylabel("cosine")
       if ax.get_legend() is not None:
         ax.get_legend().remove()
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", title="N")
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", title="N", ncol=8,
+                   frameon=False)
   fig.suptitle("Fig 9: gradient interference", fontsize=10)
   return save(fig, out_dir, "fig9_interference", formats)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,7 +11,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from analysis import profile
-from analysis.figures.base import FORMATS, SkipFigure, log_axes, save
+from analysis.figures.base import FORMATS, SkipFigure, freq_palette, log_axes, save
 from analysis.figures.toy import pick_tasks
 from scaling.core.errors import FitError
 
@@ -89,17 +90,25 @@ def scaling_curve(name: str, members: list, out_dir: str, formats=FORMATS) -> li
                  fontsize=9)
     return save(fig, out_dir, name, formats)
   fig, ax = plt.subplots(figsize=(4.2, 3.9))
-  pal = sns.color_palette("viridis", len(members))
   order = lambda m: (m.curve.condition.get("schedule") or "", m.curve.condition.get("frequency_per_batch", 0.0),
                      str(m.curve.id))
-  for color, m in zip(pal, sorted(members, key=order)):
+  members = sorted(members, key=order)
+  by_freq = freq_palette([m.curve.condition.get("frequency_per_batch", math.nan) for m in members])
+  spare = iter(sns.color_palette("viridis", len(members)))
+  for m in members:
+    f = m.curve.condition.get("frequency_per_batch", math.nan)
+    color = by_freq.get(float(f)) if f is not None and np.isfinite(f) and m.curve.kind == "task" else next(spare)
     c = m.curve
     lab = c.label().replace(f"{c.task} {c.metric}", "").strip() or c.task
     lab += f" ({m.model})" if m.fit is not None else " (no fit, see report)"
     _draw_fit(ax, m, color, lab)
   ax.set_xscale("log")
+  all_N = np.concatenate([m.curve.N for m in members])
+  ax.set_xlim(all_N.min() / 2, all_N.max() * 2)  # an N* far outside the sizes is in the report, not the axis
   if first.metric != "accuracy":
     ax.set_yscale("log")
+  else:
+    ax.set_ylim(-0.02, 1.02)
   if first.chance is not None:
     ax.axhline(first.chance, color="grey", ls="--", lw=0.8, label="chance")
   thr = next((m.nstar.threshold for m in members if m.nstar is not None), None)
@@ -122,7 +131,8 @@ def _nstar_panel(ax, ff):
   lo = np.where(np.isfinite(pts[:, 2]) & (pts[:, 2] > 0), pts[:, 2], pts[:, 1])
   top = np.nanmax(pts[fin, 1]) * 3 if fin.any() else 1.0
   hi = np.where(np.isfinite(pts[:, 3]), pts[:, 3], top)
-  ax.errorbar(pts[fin, 0], pts[fin, 1], yerr=[pts[fin, 1] - lo[fin], hi[fin] - pts[fin, 1]], fmt="o", ms=4,
+  yerr = np.clip([pts[fin, 1] - lo[fin], hi[fin] - pts[fin, 1]], 0, None)  # a CI that excludes its N*: no bar
+  ax.errorbar(pts[fin, 0], pts[fin, 1], yerr=yerr, fmt="o", ms=4,
               capsize=2, color="tab:blue")
   never, always = np.isinf(pts[:, 1]), np.isnan(pts[:, 1])
   bottom = np.nanmin(pts[fin, 1]) / 3 if fin.any() else 1.0
@@ -135,7 +145,7 @@ def _nstar_panel(ax, ff):
     if np.isfinite(pred[:, 1]).all():
       ax.fill_between(g, pred[:, 1], pred[:, 2], color="k", alpha=0.1, lw=0)
   else:
-    ax.text(0.03, 0.03, ff.reason or "", transform=ax.transAxes, fontsize=6, wrap=True)
+    ax.text(0.03, 0.03, textwrap.fill(ff.reason or "no law", 38), transform=ax.transAxes, fontsize=6)
   ax.set_xscale("log")
   ax.set_yscale("log")
   log_axes(ax)

@@ -91,7 +91,7 @@ def fig2b_toy_loss_vs_width(comps: list, out_dir: str, formats=FORMATS):
     ax.set_title(f"β={c.condition['beta']:g} (dashed: Theorem 3)")
   axes[0][0].set_ylim(-0.03, TOY_LOSS_YMAX)
   axes[0][0].set_ylabel("normalised task loss ℓ_k / Tr(C_k)")
-  fig.legend(*axes[0][-1].get_legend_handles_labels(), loc="outside right center")
+  fig.legend(*axes[0][-1].get_legend_handles_labels(), loc="outside lower center", ncol=4, frameon=False)
   fig.suptitle("Fig 2b: task loss vs width", fontsize=10)
   return save(fig, out_dir, "fig2b_toy_loss_vs_width", formats)
 
