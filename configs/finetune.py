@@ -50,6 +50,7 @@ def get_config(arg: str = ""):
 
   c.finetune = config_dict.ConfigDict()
   c.finetune.method = method
+  c.finetune.init_from = ""  # the pretrained run dir (the command's --init_from sets it)
   c.finetune.target = opts["target"]
   c.finetune.rank = opts["rank"]
   c.finetune.alpha = opts["alpha"]
