@@ -120,7 +120,8 @@ def pretrained_run(config) -> tuple[rundir.RunDir, dict]:
     raise ConfigError(f"{INIT_FLAG} is required — the run dir of a pretraining run (python -m scaling.train "
                       "--workdir=DIR)")
   if not os.path.isdir(path):
-    raise ConfigError(f"{INIT_FLAG}={path}: no such directory — give the --workdir of a pretraining run")
+    what = "a file, not a run dir" if os.path.exists(path) else "no such directory"
+    raise ConfigError(f"{INIT_FLAG}={path}: {what} — give the --workdir of a pretraining run")
   if not rundir.is_run_dir(path):
     raise ConfigError(f"{INIT_FLAG}={path}: not a run dir (no {rundir.CONFIG_FILE}) — give the --workdir of a "
                       "pretraining run")
@@ -180,11 +181,7 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
   """Fine-tunes (or resumes) one run; returns the final status dict. Raises ConfigError before any compute."""
   config = finetune_config.resolve(config)
   finetune_config.validate(config)
-  src = os.path.abspath(str(config.finetune.get("init_from", "") or ""))
-  dst = os.path.abspath(workdir)
-  if src and (dst == src or dst.startswith(src + os.sep)):
-    raise ConfigError(f"--workdir={workdir} lies in {INIT_FLAG}={src}: the pretrained run is never written to — "
-                      "give the fine-tune its own --workdir")
+  check_workdir(workdir, str(config.finetune.get("init_from", "") or ""))
   return lm_train.run_trainer(trainer(config), config, workdir, devices=devices, progress=progress,
                               stop_after=stop_after, extend=extend)
 
@@ -204,6 +201,23 @@ def dry_run(config) -> str:
   return "\n".join(lines)
 
 
+def check_workdir(workdir: str, init_from: str) -> None:
+  """ConfigError when the fine-tune's run dir would lie in the pretrained run's (which is only ever read)."""
+  src, dst = os.path.abspath(init_from), os.path.abspath(workdir)
+  if init_from and (dst == src or dst.startswith(src + os.sep)):
+    raise ConfigError(f"--workdir={workdir} lies in {INIT_FLAG}={src}: the pretrained run is never written to — "
+                      "give the fine-tune its own --workdir")
+
+
+def _flag_value(args: Sequence[str], name: str) -> str | None:
+  for i, a in enumerate(args):
+    if a.startswith(name + "="):
+      return a.split("=", 1)[1]
+    if a == name and i + 1 < len(args):
+      return args[i + 1]
+  return None
+
+
 def init_from_flag(args: Sequence[str]) -> list[str]:
   """`--init_from=DIR` / `--init_from DIR` -> `--config.finetune.init_from=<absolute DIR>`; other args unchanged."""
   out, i = [], 0
@@ -211,7 +225,7 @@ def init_from_flag(args: Sequence[str]) -> list[str]:
     a = args[i]
     if a == INIT_FLAG or a.startswith(INIT_FLAG + "="):
       if a == INIT_FLAG:
-        if i + 1 >= len(args):
+        if i + 1 >= len(args) or args[i + 1].startswith("-"):
           raise ConfigError(f"{INIT_FLAG} needs a value — write {INIT_FLAG}=RUN_DIR")
         i += 1
         value = args[i]
@@ -220,6 +234,9 @@ def init_from_flag(args: Sequence[str]) -> list[str]:
       a = f"--config.finetune.init_from={os.path.abspath(value) if value else ''}"
     out.append(a)
     i += 1
+  workdir, init_from = _flag_value(out, "--workdir"), _flag_value(out, "--config.finetune.init_from")
+  if workdir and init_from:
+    check_workdir(workdir, init_from)  # before the command line creates (and locks) the workdir
   return out
 
 

@@ -105,7 +105,7 @@ def _run_finetune(args, **popen):
 def test_sigkill_and_restart_is_bit_identical(pretrained, tmp_path):
   """SIGKILL mid-fine-tune, rerun the command: metrics.jsonl and the final state (adapters, optimizer, frozen base)
   equal an unbroken run's. All three runs are subprocesses (one environment, as in tests/lm/test_resume.py)."""
-  steps, every = 160, 40
+  steps, every = 100, 25
   ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
   args = [f"--config=configs/finetune.py:method=lora,size=50K,target=cmp,steps={steps},rank=4", *FT_FLAGS,
           f"--config.checkpoint.every={every}", "--config.train.log_every=10", f"--init_from={pretrained}"]
@@ -134,18 +134,20 @@ def test_sigkill_and_restart_is_bit_identical(pretrained, tmp_path):
 
 
 def test_teaches_a_task_the_pretrained_model_never_saw(pretrained, tmp_path):
-  """Full fine-tuning on T_CMP, which pretraining never injected: its held-out test accuracy rises from the
-  pretrained model's (near 0: it does not even answer with one of the two symbols) to above 1/2, the accuracy of
-  answering a random one of the two (the chance level of a model that knows the format, not the order)."""
-  cfg = ft_config("full", pretrained, steps=150, **{"train.learning_rate": 3e-3, "checkpoint.every": 150})
-  assert finetune.train(cfg, str(tmp_path / "w"), devices=jax.devices()[:1], progress=False)["state"] == "done"
+  """Full fine-tuning on T_CMP, which pretraining never injected: its held-out test accuracy (pairs never trained
+  on) rises from the pretrained model's (about 0: it does not answer with either symbol) to above 1/2, the accuracy
+  of answering one of the two symbols at random (chance for a model that knows the format but not the order)."""
+  keys = {"train.learning_rate": 3e-3, "checkpoint.every": 300, "train.batch_size": 32,
+          "data.tasks.cmp.frequency": 32.0}
+  assert finetune.train(ft_config("full", pretrained, steps=300, **keys), str(tmp_path / "w"),
+                        devices=jax.devices()[:1], progress=False)["state"] == "done"
   records = rundir.RunDir(str(tmp_path / "w")).read_metrics()
   before, after = records[0], records[-1]
   n = after["eval/cmp/n"]
-  assert before["eval/cmp/accuracy"] < 0.2
+  assert before["eval/cmp/accuracy"] < 0.1
   # 3 binomial standard errors above 1/2 on the n held-out pairs.
   assert after["eval/cmp/accuracy"] > 0.5 + 3 * np.sqrt(0.25 / n), after["eval/cmp/accuracy"]
-  assert after["forget/target_delta_accuracy"] > 0.3
+  assert after["forget/target_delta_accuracy"] == after["eval/cmp/accuracy"] - before["eval/cmp/accuracy"]
 
 
 def test_restore_subtree_reads_params_onto_any_mesh(pretrained):
