@@ -381,10 +381,12 @@ def _finetune_rows() -> list[Case]:
       Case("finetune-target-task-unknown", f, ("--config=configs/finetune.py:size=50K,target=mul", *FT[1:], w),
            "finetune.target='mul' is not a registered task"),
       Case("finetune-target-never-seen", f, (*FT, "--config.data.tasks.add.frequency=0", w), "would never see it"),
-      Case("finetune-shots-beyond-seq-len", f, (*FT, "--config.finetune.shots=0,9", w), "a 9-shot query needs 38 positions"),
+      Case("finetune-shots-beyond-seq-len", f, (*FT, "--config.finetune.shots=0,9", w),
+           "a 9-shot query needs 38 positions"),
       Case("finetune-loss-tokens-unknown", f, (*FT, "--config.finetune.loss_tokens=some", w),
            "finetune.loss_tokens='some' is not one of"),
-      Case("finetune-lm-config", f, ("--config=configs/lm.py:size=50K", w), "scaling.finetune runs configs/finetune.py"),
+      Case("finetune-lm-config", f, ("--config=configs/lm.py:size=50K", w),
+           "scaling.finetune runs configs/finetune.py"),
   ]
 
 

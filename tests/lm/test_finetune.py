@@ -68,7 +68,8 @@ def test_each_method_trains_only_its_parameters(pretrained, tmp_path, method):
   base = _state(pretrained, 30)["params"]
   state = _state(workdir, 6)
   n_trained = trainable.count(state["params"])
-  printed = re.search(r"trainable .* params=([\d,]+) ", finetune.dry_run(ft_config(method, pretrained, **{"memory.plan_devices": 1})))
+  dry = finetune.dry_run(ft_config(method, pretrained, **{"memory.plan_devices": 1}))
+  printed = re.search(r"trainable .* params=([\d,]+) ", dry)
   assert int(printed.group(1).replace(",", "")) == n_trained  # --dry_run's count is the trained tree's
   if method == "full":
     assert state["frozen"] == {} and n_trained == trainable.count(base)
