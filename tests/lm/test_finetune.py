@@ -161,3 +161,21 @@ def test_restore_subtree_reads_params_onto_any_mesh(pretrained):
   step, restored = ckpt_lib.restore_subtree(os.path.join(pretrained, "checkpoints"), abstract)
   assert step == 30 and _leaves_equal(restored, params)
   assert {len(x.sharding.device_set) for x in jax.tree.leaves(restored)} <= {1, 2}
+
+
+def test_fsdp_fine_tune_of_a_one_device_run_matches_one_device(pretrained, tmp_path):
+  """A 1-device pretrained run fine-tuned on a 4-device fsdp mesh: the base arrives sharded and bit-exact, and the
+  losses match a 1-device fine-tune (to float32 reduction-order error)."""
+  small = {"train.log_every": 1, "data.task_eval_limit": 16, "data.task_train_probe": 8, "finetune.shots": "0",
+           "data.eval_sequences": 8}
+  one = ft_config("dora", pretrained, steps=4, **small)
+  four = ft_config("dora", pretrained, steps=4, **small, **{"mesh.data": 1, "mesh.fsdp": 4, "sharding.preset": "fsdp"})
+  finetune.train(one, str(tmp_path / "one"), devices=jax.devices()[:1], progress=False)
+  finetune.train(four, str(tmp_path / "four"), devices=jax.devices()[:4], progress=False)
+  assert _leaves_equal(_state(str(tmp_path / "four"), 4)["frozen"], _state(pretrained, 30)["params"])
+  a, b = (rundir.RunDir(str(tmp_path / w)).read_metrics() for w in ("one", "four"))
+  assert [r["step"] for r in a] == [r["step"] for r in b]
+  for ra, rb in zip(a, b, strict=True):
+    for k in ra:
+      if k.startswith(("train/loss", "eval/")) and k.endswith(("loss", "accuracy")):
+        np.testing.assert_allclose(rb[k], ra[k], rtol=2e-4, atol=2e-5, err_msg=k)
