@@ -60,6 +60,7 @@ def run_row(path: str) -> dict | None:
       "trainable": last.get("finetune/trainable_params", np.nan),
       "target_before": first.get(f"eval/{target}/accuracy", np.nan),
       "target_after": last.get(f"eval/{target}/accuracy", np.nan),
+      "target_n": last.get(f"eval/{target}/n", np.nan),
       "gain": last.get("forget/target_delta_accuracy", np.nan),
       "background_delta_loss": last.get("forget/background_delta_loss", np.nan),
       "other_delta_accuracy": last.get("forget/other_delta_accuracy", np.nan),
@@ -87,7 +88,13 @@ def best(df: pd.DataFrame) -> pd.DataFrame:
   return mean.loc[idx].sort_values(["n_params", "method"], kind="stable")
 
 
+def resolved(p: float, q: float, n: float) -> bool:
+  """Whether accuracies p and q on n held-out queries each differ by more than 2 binomial standard errors."""
+  return abs(p - q) > 2 * np.sqrt((p * (1 - p) + q * (1 - q)) / max(n, 1))
+
+
 def claims(b: pd.DataFrame) -> list[str]:
+  """The claims as lines; an accuracy difference within 2 binomial standard errors is reported as unresolved."""
   out = []
   for size, g in b.groupby("size", sort=False):
     m = g.set_index("method")
@@ -101,14 +108,15 @@ def claims(b: pd.DataFrame) -> list[str]:
                  f"{z.background_delta_loss:+.3f}; other Δacc {f.other_delta_accuracy:+.3f} vs "
                  f"{z.other_delta_accuracy:+.3f})")
     if "lora" in m.index and "dora" in m.index:
-      lo, do = m.loc["lora"].target_after, m.loc["dora"].target_after
-      winner = "LoRA" if lo > do else "DoRA" if do > lo else "neither"
+      lo, do, n = m.loc["lora"].target_after, m.loc["dora"].target_after, m.loc["lora"].target_n
+      winner = ("LoRA" if lo > do else "DoRA") if resolved(lo, do, n) else "neither (within 2 s.e.)"
       out.append(f"- {size}: {winner} reaches the higher target accuracy (LoRA {lo:.3f}, DoRA {do:.3f})")
     tuned = g[g.method != "frozen"]
     if len(tuned) and "frozen" in m.index:
-      top, k = tuned.target_after.max(), m.loc["frozen"].best_kshot_before
-      out.append(f"- {size}: in-context (best k-shot of the pretrained model, {k:.3f}) "
-                 f"{'beats' if k > top else 'does not beat'} the best fine-tune ({top:.3f})")
+      top, k, n = tuned.target_after.max(), m.loc["frozen"].best_kshot_before, m.loc["frozen"].target_n
+      verdict = ("beats" if k > top else "does not beat") if resolved(k, top, n) else "ties (within 2 s.e.)"
+      out.append(f"- {size}: in-context (best k-shot of the pretrained model, {k:.3f}) {verdict} the best "
+                 f"fine-tune ({top:.3f})")
   return out
 
 

@@ -10,7 +10,9 @@ Presets (comma-separated key=value):
   pretrained  the pretraining sweep dir (default sweeps/demo; relative paths are taken from the repository root)
   pick        for sizes with several pretraining runs, the one whose varying values include this short key=value
               (default frequency=4.0, demo's rarer T_CMP frequency); '+' joins several (frequency=4.0+seed=0)
-  target      the task taught (default add, which demo never injects; its T_CMP is the other task watched)
+  target      the task taught (default add, which demo never injects; its T_CMP is the other task watched);
+              target=cmp re-teaches the task demo injected rarely (missed by its small sizes)
+  background  share of background-replay rows in a fine-tune batch (configs/finetune.py; default 0)
   steps       fine-tuning steps (default 300)
   small       2 sizes, rank 8 only, one learning rate per method, one seed (the CPU measurement in the README)
 
@@ -34,7 +36,8 @@ from launch.configfile import REPO
 from scaling.core import rundir
 from scaling.core.configtools import parse_arg
 
-PRESETS = {"pretrained": "sweeps/demo", "pick": "frequency=4.0", "target": "add", "steps": 300, "small": False}
+PRESETS = {"pretrained": "sweeps/demo", "pick": "frequency=4.0", "target": "add", "background": 0.0, "steps": 300,
+           "small": False}
 SIZES = ["50K", "200K", "1M"]
 RANKS = [4, 16]
 LEARNING_RATES = {"full": [3e-4, 1e-3, 3e-3], "lora": [1e-3, 5e-3, 2e-2], "dora": [1e-3, 5e-3, 2e-2]}
@@ -108,7 +111,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = "finetune-small" if opts["small"] else "finetune"
   c.entrypoint = "scaling.finetune"
-  c.base = f"configs/finetune.py:target={opts['target']},steps={opts['steps']}"
+  c.base = f"configs/finetune.py:target={opts['target']},background={opts['background']},steps={opts['steps']}"
   c.overrides = {
       "data": {"task_eval_limit": 1000, "task_train_probe": 500, "eval_sequences": 64},
       "finetune": {"shots": "0,1,3"},  # demo's seq_len 16 fits at most 3 shots
