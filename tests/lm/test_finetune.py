@@ -19,6 +19,7 @@ from scaling.core import rundir
 from scaling.lm import finetune, trainable
 from scaling.lm import train as lm_train
 from tests import helpers
+from tests.badinput import harness
 
 PRE = {"data.vocab_size": 256, "data.seq_len": 32, "data.eval_sequences": 16, "data.prefetch_threads": 1,
        "data.task_eval_limit": 200, "data.task_train_probe": 50, "train.batch_size": 8, "train.steps": 30,
@@ -63,6 +64,7 @@ def _leaves_equal(a, b) -> bool:
 def test_each_method_trains_only_its_parameters(pretrained, tmp_path, method):
   cfg = ft_config(method, pretrained)
   workdir = str(tmp_path / method)
+  untouched = harness.snapshot(pretrained)
   result = finetune.train(cfg, workdir, devices=jax.devices()[:1], progress=False)
   assert result["state"] == "done" and result["step"] == 6
   base = _state(pretrained, 30)["params"]
@@ -94,8 +96,7 @@ def test_each_method_trains_only_its_parameters(pretrained, tmp_path, method):
     assert all(after[k] == before[k] for k in before if k.startswith("eval/"))
   else:
     assert after["eval/background/loss"] != before["eval/background/loss"]
-  with open(os.path.join(pretrained, "status.json")) as f:
-    assert '"done"' in f.read()  # the pretrained run is untouched (its checkpoints only read)
+  assert harness.snapshot(pretrained) == untouched  # the pretrained run dir is only read
 
 
 def _run_finetune(args, **popen):
