@@ -1,6 +1,6 @@
 """Fine-tuning a pretrained language model on a task it missed: full, LoRA, DoRA, or the frozen model (issue 13).
 
-Usage (the entry point comes with the one training loop; any field can be overridden with --config.<key>=<value>):
+Usage (scaling/lm/finetune.py; any field can be overridden with --config.<key>=<value>):
 
   python -m scaling.finetune --config=configs/finetune.py:method=lora,target=add --init_from=runs/lm-1M \
       --workdir=runs/ft-1M-lora
@@ -50,6 +50,7 @@ def get_config(arg: str = ""):
 
   c.finetune = config_dict.ConfigDict()
   c.finetune.method = method
+  c.finetune.init_from = ""  # the pretrained run dir (the command's --init_from sets it)
   c.finetune.target = opts["target"]
   c.finetune.rank = opts["rank"]
   c.finetune.alpha = opts["alpha"]

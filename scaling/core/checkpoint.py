@@ -174,3 +174,40 @@ class Checkpointer:
     self._manager.close()
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
     return dst
+
+
+def restore_subtree(directory: str, abstract: Any, key: str = "params") -> tuple[int, Any]:
+  """(step, tree) from the newest committed step in `directory`: only `state[key]` (e.g. a pretrained run's
+  parameters, without its optimizer state), read onto the shardings attached to `abstract`'s leaves, so any mesh
+  can read any checkpoint. Reads nothing else and writes nothing.
+
+  Raises ForeignCheckpoint (ConfigError) when there is no committed step or the stored subtree differs from
+  `abstract` (keys, shapes, dtypes), CheckpointUnreadable when the read fails for an environmental reason."""
+  steps = saved_steps(directory)
+  if not steps:
+    raise ForeignCheckpoint(f"{directory} holds no committed checkpoint — let the run save one (checkpoint.every) "
+                            "or point at a run that finished")
+  step = steps[-1]
+  path = epath.Path(directory) / str(step) / "state"
+  try:
+    meta = ocp.StandardCheckpointHandler().metadata(path)
+  except Exception as e:  # noqa: BLE001 - environmental -> unreadable; anything else -> not a checkpoint of ours
+    if failure.is_environmental(e):
+      raise CheckpointUnreadable(f"{path} could not be read: {failure.describe(e)}") from None
+    raise ForeignCheckpoint(f"{path} is not a readable checkpoint ({failure.first_line(e)}) — point at a run dir "
+                            "written by scaling.train") from None
+  stored = getattr(meta, "tree", meta)
+  if not isinstance(stored, dict) or key not in stored:
+    raise ForeignCheckpoint(f"{path} holds no {key!r} tree — point at a run dir written by scaling.train")
+  diffs = spec_differences(leaf_specs(stored[key]), leaf_specs(abstract))
+  if diffs:
+    raise ForeignCheckpoint(f"{path} holds another model's {key}: {diffs[0]} — use the config it was trained with")
+  restore_args = jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), abstract)
+  try:
+    out = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+        item={key: abstract}, restore_args={key: restore_args}, partial_restore=True))
+  except Exception as e:  # noqa: BLE001 - classified as in restore_latest
+    if failure.is_environmental(e):
+      raise CheckpointUnreadable(f"{path} could not be read: {failure.describe(e)}") from None
+    raise CorruptCheckpoint(f"{path} could not be restored: {failure.first_line(e)}") from None
+  return step, jax.tree.unflatten(jax.tree.structure(abstract), jax.tree.leaves(out[key]))

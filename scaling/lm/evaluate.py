@@ -47,7 +47,11 @@ class Eval(Callback):
     self.setup, self.sets, self.every = setup, eval_sets, int(every)
 
   def __call__(self, loop, step: int) -> dict[str, float]:
-    return evaluate(self.setup, loop.state["params"], self.sets)
+    return evaluate(self.setup, self.params(loop.state), self.sets)
+
+  def params(self, state):
+    """What `setup.eval_step` takes as its first argument (a fine-tune's: the trainable and frozen trees)."""
+    return state["params"]
 
 
 def evaluate(setup, params, eval_sets: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:

@@ -37,7 +37,7 @@ class TrainSetup:
   abstract_state: Any
   state_shardings: Any
   batch_sharding: NamedSharding
-  init: Callable[[], Any]
+  init: Callable[..., Any]  # () -> fresh state; a fine-tune's (base params) -> state
   train_step: Callable[[Any, Any], tuple[Any, dict]]
   # K steps in one call: (state, batches stacked on a leading K axis) -> (state, metrics each of shape [K]),
   # bit-identical to K calls of train_step. Batches come from `place_batches`.
@@ -72,15 +72,19 @@ def make_loss_sums(graphdef, z_loss: float):
   return loss_sums
 
 
-def make_train_step(grad_fn, tx, schedule, accum: int, rules, mesh):
+def make_train_step(grad_fn, tx, schedule, accum: int, rules, mesh, frozen_key: str | None = None):
   """train_step(state, batch) -> (state, {"loss", "grad_norm", "lr"}): one optimizer update on the batch,
-  its gradient summed over `accum` microbatches and divided by the batch's total loss weight."""
+  its gradient summed over `accum` microbatches and divided by the batch's total loss weight.
+
+  frozen_key: a state entry passed to grad_fn(params, batch, state[frozen_key]) and carried through unchanged
+  (a fine-tune's frozen base); other state entries are carried through too."""
 
   def train_step(state, batch):
     with sharding.use_rules(rules, mesh):
       params = state["params"]
+      extra = (state[frozen_key],) if frozen_key else ()
       if accum == 1:
-        (_, (ce_sum, w_sum)), grads = grad_fn(params, batch)
+        (_, (ce_sum, w_sum)), grads = grad_fn(params, batch, *extra)
       else:
         # Microbatch a takes rows a, a+A, a+2A, ...: every device holds an equal share of each microbatch.
         micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // accum, accum, *x.shape[1:]), 0, 1),
@@ -88,7 +92,7 @@ def make_train_step(grad_fn, tx, schedule, accum: int, rules, mesh):
 
         def body(carry, mb):
           g, ce, w = carry
-          (_, (ce_i, w_i)), g_i = grad_fn(params, mb)
+          (_, (ce_i, w_i)), g_i = grad_fn(params, mb, *extra)
           return (jax.tree.map(jnp.add, g, g_i), ce + ce_i, w + w_i), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
@@ -96,7 +100,7 @@ def make_train_step(grad_fn, tx, schedule, accum: int, rules, mesh):
       denom = jnp.maximum(w_sum, 1.0)
       grads = jax.tree.map(lambda g: g / denom, grads)
       updates, opt_state = tx.update(grads, state["opt_state"], params)
-      new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state,
+      new_state = {**state, "params": optax.apply_updates(params, updates), "opt_state": opt_state,
                    "step": state["step"] + 1}
       metrics = {"loss": ce_sum / denom, "grad_norm": optim.global_norm(grads),
                  "lr": schedule(state["step"])}
@@ -136,40 +140,91 @@ def state_layout(tx, abs_params, param_sh, rep):
   return abstract_state, state_sh
 
 
-def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
-  t = config.train
-  model_cfg = configlib.model_config(config)
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+  """What every setup shares: the mesh, the rules, the optimizer and where batches live."""
+  mesh: Mesh
+  rules: sharding.Rules
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  rep: NamedSharding
+  batch_sh: NamedSharding
+  batches_sh: NamedSharding
+
+
+def _placement(config, devices) -> _Placement:
   mesh = sharding.make_mesh(config.mesh, devices)
-  rules = sharding.get_rules(config.sharding.preset)
-  graphdef, abs_params, names = abstract_model(model_cfg, config.seed)
-  param_sh = sharding.param_shardings(abs_params, names, rules, mesh)
-  frac = sharding.check_sufficiently_sharded(abs_params, param_sh, mesh, config.sharding.preset,
-                                             config.sharding.max_replicated)
-  tx = optim.make_optimizer(t)
-  schedule = optim.lr_schedule(t)
-  rep = sharding.replicated(mesh)
-  abstract_state, state_sh = state_layout(tx, abs_params, param_sh, rep)
   batch_sh = sharding.batch_sharding(mesh, ndim=1)  # prefix spec: leading dim sharded, the rest replicated
-  batches_sh = NamedSharding(mesh, P(None, *batch_sh.spec))  # [K, B, ...]: the batch axis sharded
+  return _Placement(mesh=mesh, rules=sharding.get_rules(config.sharding.preset), tx=optim.make_optimizer(config.train),
+                    schedule=optim.lr_schedule(config.train), rep=sharding.replicated(mesh), batch_sh=batch_sh,
+                    batches_sh=NamedSharding(mesh, P(None, *batch_sh.spec)))  # [K, B, ...]: the batch axis sharded
 
-  def init():
-    with sharding.use_rules(rules, mesh):
-      model = transformer.Transformer(model_cfg, nnx.Rngs(params=config.seed))
-      params = nnx.state(model, nnx.Param).to_pure_dict()
-      return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
-  grad_fn = jax.value_and_grad(make_loss_sums(graphdef, t.z_loss), has_aux=True)
-  train_step = make_train_step(grad_fn, tx, schedule, int(t.grad_accum), rules, mesh)
+def _setup(config, model_cfg, graphdef, pl: _Placement, abstract_state, state_sh, init, init_in_sh, train_step,
+           eval_step, eval_in_sh, frac: float) -> TrainSetup:
+  """The TrainSetup with every function jitted under its shardings (the state donated to the update)."""
+  rep, batch_sh, batches_sh = pl.rep, pl.batch_sh, pl.batches_sh
   return TrainSetup(
-      config=config, model_cfg=model_cfg, mesh=mesh, rules=rules, graphdef=graphdef, tx=tx, schedule=schedule,
-      abstract_state=abstract_state, state_shardings=state_sh, batch_sharding=batch_sh,
-      init=jax.jit(init, out_shardings=state_sh),
+      config=config, model_cfg=model_cfg, mesh=pl.mesh, rules=pl.rules, graphdef=graphdef, tx=pl.tx,
+      schedule=pl.schedule, abstract_state=abstract_state, state_shardings=state_sh, batch_sharding=batch_sh,
+      init=jax.jit(init, in_shardings=init_in_sh, out_shardings=state_sh),
       train_step=jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, rep),
                          donate_argnums=0),
       train_steps=jax.jit(scan_steps(train_step), in_shardings=(state_sh, batches_sh),
                           out_shardings=(state_sh, rep), donate_argnums=0),
       batches_sharding=batches_sh,
-      eval_step=jax.jit(make_eval_step(graphdef, rules, mesh), in_shardings=(param_sh, batch_sh),
-                        out_shardings=rep),
+      eval_step=jax.jit(eval_step, in_shardings=(eval_in_sh, batch_sh), out_shardings=rep),
       replicated_fraction=frac,
   )
+
+
+def build(config, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
+  t = config.train
+  model_cfg = configlib.model_config(config)
+  pl = _placement(config, devices)
+  graphdef, abs_params, names = abstract_model(model_cfg, config.seed)
+  param_sh = sharding.param_shardings(abs_params, names, pl.rules, pl.mesh)
+  frac = sharding.check_sufficiently_sharded(abs_params, param_sh, pl.mesh, config.sharding.preset,
+                                             config.sharding.max_replicated)
+  abstract_state, state_sh = state_layout(pl.tx, abs_params, param_sh, pl.rep)
+
+  def init():
+    with sharding.use_rules(pl.rules, pl.mesh):
+      model = transformer.Transformer(model_cfg, nnx.Rngs(params=config.seed))
+      params = nnx.state(model, nnx.Param).to_pure_dict()
+      return {"params": params, "opt_state": pl.tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+  grad_fn = jax.value_and_grad(make_loss_sums(graphdef, t.z_loss), has_aux=True)
+  train_step = make_train_step(grad_fn, pl.tx, pl.schedule, int(t.grad_accum), pl.rules, pl.mesh)
+  return _setup(config, model_cfg, graphdef, pl, abstract_state, state_sh, init, (), train_step,
+                make_eval_step(graphdef, pl.rules, pl.mesh), param_sh, frac)
+
+
+def build_finetune(config, plan, devices: Sequence[jax.Device] | None = None) -> TrainSetup:
+  """The setup of a fine-tune (scaling/lm/trainable.py `Plan`): state {"params": trainable, "frozen": frozen,
+  "opt_state" (of the trainable tree only), "step"}; `init(base_params)` splits pretrained base params into that
+  state (adapters freshly initialised); `eval_step((trainable, frozen), batch)` scores the effective model."""
+  t = config.train
+  pl = _placement(config, devices)
+  base_sh = sharding.param_shardings(plan.abstract_base, plan.base_names, pl.rules, pl.mesh)
+  frac = sharding.check_sufficiently_sharded(plan.abstract_base, base_sh, pl.mesh, config.sharding.preset,
+                                             config.sharding.max_replicated)
+  train_sh, frozen_sh = plan.shardings(pl.rules, pl.mesh)
+  abstract_state, state_sh = state_layout(pl.tx, plan.abstract_trainable, train_sh, pl.rep)
+  abstract_state["frozen"] = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                          plan.abstract_frozen, frozen_sh)
+  state_sh["frozen"] = frozen_sh
+
+  def init(base_params):
+    with sharding.use_rules(pl.rules, pl.mesh):
+      trainable, frozen = plan.start(base_params)
+      return {"params": trainable, "frozen": frozen, "opt_state": pl.tx.init(trainable),
+              "step": jnp.zeros((), jnp.int32)}
+
+  loss = lambda trainable, batch, frozen: plan.loss_sums(trainable, frozen, batch, t.z_loss)
+  train_step = make_train_step(jax.value_and_grad(loss, has_aux=True), pl.tx, pl.schedule, int(t.grad_accum),
+                               pl.rules, pl.mesh, frozen_key="frozen")
+  base_eval = make_eval_step(plan.graphdef, pl.rules, pl.mesh)
+  eval_step = lambda pair, batch: base_eval(plan.effective(*pair), batch)
+  return _setup(config, plan.model_cfg, plan.graphdef, pl, abstract_state, state_sh, init, (base_sh,), train_step,
+                eval_step, (train_sh, frozen_sh), frac)

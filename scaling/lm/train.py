@@ -12,9 +12,11 @@ SIGINT/SIGTERM after saving a checkpoint (rerun the same command to resume; SLUR
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 
@@ -72,8 +74,9 @@ class LMProgram:
     return step * self.tokens_per_step
 
 
-def callbacks(config, setup, run: rundir.RunDir, lead: bool) -> list:
-  """What runs at which steps: windows of train metrics, throughput, evals, mechanisms, TensorBoard."""
+def callbacks(config, setup, run: rundir.RunDir, lead: bool, measure: list | None = None) -> list:
+  """What runs at which steps: windows of train metrics, throughput, `measure` (default: held-out evals and the
+  mechanism measurements), TensorBoard."""
   t = config.train
   summary = configlib.summary(config)
   out = [
@@ -81,12 +84,30 @@ def callbacks(config, setup, run: rundir.RunDir, lead: bool) -> list:
       core_callbacks.Throughput(t.log_every, [run], lambda _: summary["tokens_per_step"], "tokens",
                                 summary["flops_per_token"]),
   ]
-  if t.eval_every:
-    out.append(evaluate.Eval(setup, evaluate.default_eval_sets(config), t.eval_every))
-  out.extend(mechanism_callbacks.build(config, setup))
+  if measure is None:
+    measure = [evaluate.Eval(setup, evaluate.default_eval_sets(config), t.eval_every)] if t.eval_every else []
+    measure.extend(mechanism_callbacks.build(config, setup))
+  out.extend(measure)
   if config.tensorboard and lead:
     out.append(core_callbacks.TensorBoard(run.path))
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """What differs between trainers on this loop (pretraining here, fine-tuning in scaling/lm/finetune.py)."""
+
+  experiment: str
+  resumable: tuple[str, ...]  # RESUMABLE_CHANGES
+  validate: Callable[[Any, int, int], None]  # (resolved config, n_devices, n_processes); raises ConfigError
+  build: Callable[[Any, Sequence[jax.Device]], step_lib.TrainSetup]
+  fresh_state: Callable[[Any, step_lib.TrainSetup], Any]  # (config, setup) -> the state at step 0
+  callbacks: Callable[..., list]  # (config, setup, run, lead) -> the loop's callbacks
+  batches: Callable[[Any, pipeline.BatchIterator], Any] = lambda _config, it: it  # the stream the program reads
+
+
+PRETRAIN = Trainer(EXPERIMENT, RESUMABLE_CHANGES, lambda c, n, p: configlib.validate(c, n, p), step_lib.build,
+                   lambda _config, setup: setup.init(), callbacks)
 
 
 def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, progress: bool = True,
@@ -96,20 +117,27 @@ def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, 
   extend: accept a longer train.steps whose learning-rate schedule differs on the steps already trained (recorded
   in config.json's history). stop_after: stop (as if by SIGTERM, checkpoint saved) once this many steps ran in
   this call (tests)."""
-  config = configlib.resolve(config)
+  return run_trainer(PRETRAIN, configlib.resolve(config), workdir, devices=devices, progress=progress,
+                     stop_after=stop_after, extend=extend)
+
+
+def run_trainer(trainer: Trainer, config, workdir: str, *, devices: Sequence[jax.Device] | None = None,
+                progress: bool = True, stop_after: int | None = None, extend: bool = False) -> dict:
+  """`train` for any Trainer, on a resolved config: checks, the memory plan and the run dir's lock, then the loop."""
   distributed.initialize(config.distributed)
   devices = list(devices) if devices is not None else jax.devices()
-  configlib.validate(config, len(devices), jax.process_count())
+  trainer.validate(config, len(devices), jax.process_count())
   memory.check(memory.plan(config, len(devices), memory.device_memory_bytes(config, devices)), config)
   run = rundir.RunDir(workdir)
   with run.lock(jax.process_index()):  # re-entrant: the command line already holds it when it knows the slot
-    return _train(config, run, devices, progress, stop_after, extend)
+    return _train(trainer, config, run, devices, progress, stop_after, extend)
 
 
-def _train(config, run: rundir.RunDir, devices, progress: bool, stop_after: int | None, extend: bool) -> dict:
+def _train(trainer: Trainer, config, run: rundir.RunDir, devices, progress: bool, stop_after: int | None,
+           extend: bool) -> dict:
   t = config.train
   cfg_dict = config.to_dict()
-  change = resume.check_config(run, cfg_dict, RESUMABLE_CHANGES, extend=extend)
+  change = resume.check_config(run, cfg_dict, trainer.resumable, extend=extend)
   if change and change.changed:
     log.warning("resuming with changed settings: %s", change.describe())
   if done := resume.finished(run, t.steps):
@@ -118,18 +146,18 @@ def _train(config, run: rundir.RunDir, devices, progress: bool, stop_after: int 
 
   pidx, pcount = jax.process_index(), jax.process_count()
   lead = pidx == 0
-  setup = step_lib.build(config, devices)
+  setup = trainer.build(config, devices)
   ckpt = ckpt_lib.Checkpointer(run.checkpoint_dir, config.checkpoint.every, config.checkpoint.keep,
                                config.checkpoint.async_save)
   restored = ckpt.restore_latest(setup.abstract_state)
-  data_iter = pipeline.make_train_iterator(config, pidx, pcount)
+  data_iter = trainer.batches(config, pipeline.make_train_iterator(config, pidx, pcount))
   program = LMProgram(setup, data_iter, t.batch_size * config.data.seq_len, t.get("steps_per_call", 1))
   cpu = devices[0].platform == "cpu"
   loop = Loop(program, total_steps=t.steps, dirs=RunDirs([run], [run]), checkpointer=ckpt,
-              callbacks=callbacks(config, setup, run, lead), lead=lead, progress=progress, desc="train",
-              status_every=t.log_every, sync_every=min(t.log_every, CPU_MAX_STEPS_BETWEEN_SYNCS) if cpu else
-              t.log_every, chunk=program.steps_per_call, divergence_factor=t.get("divergence_factor", 0.0),
-              stop_after=stop_after)
+              callbacks=trainer.callbacks(config, setup, run, lead), lead=lead, progress=progress,
+              desc="train", status_every=t.log_every,
+              sync_every=min(t.log_every, CPU_MAX_STEPS_BETWEEN_SYNCS) if cpu else t.log_every,
+              chunk=program.steps_per_call, divergence_factor=t.get("divergence_factor", 0.0), stop_after=stop_after)
   start = restored[0] if restored else None
   if lead:
     resume.check_records([run], start, t.steps, {rundir.METRICS_FILE: loop.record_steps(start or 0)})
@@ -138,9 +166,9 @@ def _train(config, run: rundir.RunDir, devices, progress: bool, stop_after: int 
     _, state, saved = restored
     data_iter.set_state(loop.load_saved_state(saved))
   else:
-    state = setup.init()
+    state = trainer.fresh_state(config, setup)
   if lead:
-    resume.prepare_dirs([run], EXPERIMENT, [cfg_dict], [configlib.summary(config)], change)
+    resume.prepare_dirs([run], trainer.experiment, [cfg_dict], [configlib.summary(config)], change)
     run.write_status("running", start or 0, t.steps)
   return loop.run(state, start or 0)
 

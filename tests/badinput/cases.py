@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable
 
 from tests import helpers
@@ -329,4 +330,65 @@ def _analysis_rows() -> list[Case]:
   ]
 
 
-CASES: list[Case] = [*_trainer_rows(), *_trainer_run_dir_rows(), *_toy_rows(), *_sweep_rows(), *_analysis_rows()]
+# Fine-tuning (scaling/lm/finetune.py): vocab 256 leaves room for both tasks' symbols; {run} was pretrained at 128.
+FT = ("--config=configs/finetune.py:size=50K,steps=4", "--config.data.vocab_size=256", "--config.data.seq_len=32",
+      "--noprogress")
+
+
+def _pretrained_at_256(extra: Callable[[dict], object] = lambda c: None) -> Callable[[str], None]:
+  """{run} edited into a run the fine-tune config matches (vocab 256), then `extra` applied to its config.json."""
+  def edit(c: dict) -> None:
+    c["config"]["data"]["vocab_size"] = c["config"]["model"]["vocab_size"] = 256
+    extra(c)
+  return edit_json("run/config.json", edit)
+
+
+def _finetune_rows() -> list[Case]:
+  f = "finetune"
+  w = "--workdir={d}/w"
+  run = "--init_from={run}"
+  no_checkpoints = lambda d: shutil.rmtree(os.path.join(d, "run", "checkpoints"))
+  return [
+      Case("finetune-no-init-from", f, (*FT, w), "--init_from is required"),
+      Case("finetune-init-from-missing", f, (*FT, "--init_from={d}/nope", w), "no such directory"),
+      Case("finetune-init-from-a-file", f, (*FT, "--init_from={d}/f", w), "a file, not a run dir",
+           setup=write("f", "x")),
+      Case("finetune-init-from-not-a-run-dir", f, (*FT, "--init_from={d}/e", w), "not a run dir (no config.json)",
+           setup=write("e/keep", "x")),
+      Case("finetune-init-from-without-value", f, (*FT, w, "--init_from"), "--init_from needs a value"),
+      Case("finetune-init-from-garbage-config-json", f, (*FT, run, w), "config.json: not valid JSON", uses_run=True,
+           setup=write("run/config.json", "{")),
+      Case("finetune-init-from-other-vocab", f, (*FT, run, w), "was trained with a different model.vocab_size",
+           uses_run=True),
+      Case("finetune-init-from-other-size", f, ("--config=configs/finetune.py:size=200K", *FT[1:], run, w),
+           "was trained with a different model.d_model", uses_run=True, setup=_pretrained_at_256()),
+      Case("finetune-init-from-other-seed", f, (*FT, "--config.seed=3", run, w), "different seed", uses_run=True,
+           setup=_pretrained_at_256()),
+      Case("finetune-init-from-toy-run", f, (*FT, run, w), "is a 'toy' run", uses_run=True,
+           setup=_pretrained_at_256(lambda c: c.update(experiment="toy"))),
+      Case("finetune-init-from-no-checkpoint", f, (*FT, run, w), "holds no checkpoint", uses_run=True,
+           setup=both(_pretrained_at_256(), no_checkpoints)),
+      Case("finetune-workdir-inside-init-from", f, (*FT, run, "--workdir={run}/ft"), "is never written to",
+           uses_run=True, setup=_pretrained_at_256()),
+      Case("finetune-method-unknown-preset", f, ("--config=configs/finetune.py:method=sgd", w),
+           "method='sgd' is not one of full, lora, dora, frozen"),
+      Case("finetune-method-unknown", f, (*FT, "--config.finetune.method=sgd", w),
+           "finetune.method='sgd' is not one of"),
+      Case("finetune-target-module-unknown", f, (*FT, "--config.finetune.targets=q,qq", w),
+           "unknown target module 'qq'"),
+      Case("finetune-rank-zero", f, (*FT, "--config.finetune.rank=0", w), "finetune.rank=0 must be an integer in"),
+      Case("finetune-rank-above-d-model", f, (*FT, "--config.finetune.rank=49", w), "[1, d_model=48]"),
+      Case("finetune-target-task-unknown", f, ("--config=configs/finetune.py:size=50K,target=mul", *FT[1:], w),
+           "finetune.target='mul' is not a registered task"),
+      Case("finetune-target-never-seen", f, (*FT, "--config.data.tasks.add.frequency=0", w), "would never see it"),
+      Case("finetune-shots-beyond-seq-len", f, (*FT, "--config.finetune.shots=0,9", w),
+           "a 9-shot query needs 38 positions"),
+      Case("finetune-loss-tokens-unknown", f, (*FT, "--config.finetune.loss_tokens=some", w),
+           "finetune.loss_tokens='some' is not one of"),
+      Case("finetune-lm-config", f, ("--config=configs/lm.py:size=50K", w),
+           "scaling.finetune runs configs/finetune.py"),
+  ]
+
+
+CASES: list[Case] = [*_trainer_rows(), *_trainer_run_dir_rows(), *_toy_rows(), *_sweep_rows(), *_analysis_rows(),
+                     *_finetune_rows()]

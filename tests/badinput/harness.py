@@ -33,6 +33,7 @@ CLIS = {
     "report": ("analysis.report", False),
     "powerlaw": ("analysis.powerlaw", False),
     "repair": ("scaling.core.repair", False),
+    "finetune": ("scaling.lm.finetune", True),
 }
 
 
