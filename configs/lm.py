@@ -84,7 +84,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat = "none"  # none | full | dots
   c.model.attention_impl = placeholder(str)  # None (scaling/lm/attention.py) | "xla" | "cudnn" (jax.nn's)
-  c.model.scan_layers = "auto"  # auto | scan | unroll: how the stacked layers run (auto: unroll <= 16 layers)
+  c.model.scan_layers = "auto"  # auto | scan | unroll: how the stacked layers run (auto: unroll <= 16 layers, scan with remat)
 
   # ---- data: a background corpus with injected rare tasks (scaling/lm/data; batch format in pipeline.py).
   c.data = config_dict.ConfigDict()

@@ -12,9 +12,11 @@ Fixed part (independent of the batch):
 Per sequence of the microbatch (batch / (data·fsdp) / grad_accum sequences per device):
   activations what the backward pass keeps per layer at `model.remat` — none: everything; dots: the block input and
               the matmul outputs without batch dims (q, k, v, attention and MLP projections: (6·d + 2·f) per
-              token); full: the block input only — plus one layer's full activations, recomputed during backward.
-              XLA attention materialises heads × L² scores (bf16 logits, fp32 softmax, probs); with
-              attention_impl='cudnn' (flash attention) that term is dropped
+              token); full: the block input only — plus, recomputed during backward, one layer's activations (dots)
+              or the larger of its attention and MLP halves (full: XLA frees the MLP's before the attention's
+              backward runs).
+              attention keeps heads × L² fp32 probabilities (scaling/lm/attention.py); with attention_impl='xla'
+              also the logits and softmax, with 'cudnn' (flash attention) no L² term
   logits      fp32 logits and their gradient (XLA fuses the log-softmax): 2 × 4 bytes × L × vocab
 The largest microbatch that fits is the one whose total stays under HEADROOM of the device's memory (the rest is
 left to XLA's workspace and fragmentation). benchmarks/accelerator_check.py prints this estimate next to XLA's own
@@ -97,14 +99,17 @@ def _shard_bytes(abs_params, names, rules, mesh) -> tuple[float, float]:
   return per_device, total
 
 
-def _layer_activations(mc: transformer.TransformerConfig, seq_len: int, tensor: int) -> float:
-  """Bytes one layer keeps per sequence with no remat (see the module docstring)."""
+def _layer_activations(mc: transformer.TransformerConfig, seq_len: int, tensor: int) -> tuple[float, float]:
+  """Bytes one layer keeps per sequence with no remat, as (attention half, MLP half) (see the module docstring)."""
   a = _BYTES[mc.dtype]
   d, f, h, L = mc.d_model, mc.d_ff / tensor, mc.n_heads / tensor, seq_len
-  # q, k, v, normed q/k, rotated q/k, attention out, projection, residual, MLP out, residual (a bytes each)
-  per_token = d * 12 * a + d * 4 * 6 + 4 * f * a  # + fp32 norm / rotary intermediates; gate, up, silu, product
-  scores = 0.0 if mc.attention_impl == "cudnn" else h * L * (2 * a + 4)
-  return L * (per_token + scores)
+  # q, k, v, normed q/k, rotated q/k, attention out, projection, residual (a bytes each) + fp32 norm / rotary
+  # intermediates; MLP out, residual + gate, up, silu, product
+  attention, mlp = d * 10 * a + d * 4 * 6, 2 * d * a + 4 * f * a
+  # scaling/lm/attention.py keeps only the fp32 probabilities for its backward; jax.nn's XLA path keeps the
+  # logits and softmax too; cuDNN's flash attention keeps no L x L term.
+  scores = {None: h * L * 4, "xla": h * L * (2 * a + 4), "cudnn": 0.0}[mc.attention_impl]
+  return L * (attention + scores), L * mlp
 
 
 def plan(config, n_devices: int, device_bytes: float = 0.0) -> MemoryPlan:
@@ -122,10 +127,11 @@ def plan(config, n_devices: int, device_bytes: float = 0.0) -> MemoryPlan:
   if fsdp > 1 or tensor > 1:
     layer = transformer.param_counts(dataclasses.replace(mc, n_layers=1))["non_embedding"] - mc.d_model
     gathered = layer * (2 * a + pb) + mc.d_model * mc.vocab_size * (a + pb)
-  layer = _layer_activations(mc, L, tensor if config.sharding.preset == "fsdp_tp" else 1)
+  attention, mlp = _layer_activations(mc, L, tensor if config.sharding.preset == "fsdp_tp" else 1)
+  layer = attention + mlp
   kept = {"none": layer * mc.n_layers,
           "dots": mc.n_layers * L * (6 * mc.d_model + 2 * mc.d_ff) * a + layer,
-          "full": mc.n_layers * L * mc.d_model * a + layer}[mc.remat]
+          "full": mc.n_layers * L * mc.d_model * a + max(attention, mlp)}[mc.remat]
   logits = 2 * 4 * L * mc.vocab_size / (tensor if config.sharding.preset == "fsdp_tp" else 1)
   micro = max(t.batch_size // (data * fsdp) // max(t.grad_accum, 1), 1)
   return MemoryPlan(n_devices, (data, fsdp, tensor), params, grads, 2 * params, gathered,

@@ -59,7 +59,8 @@ class TransformerConfig:
   # None: scaling/lm/attention.py's causal attention; "xla" | "cudnn": jax.nn.dot_product_attention's.
   attention_impl: str | None = None
   # How the stacked layers are applied: "scan" (nnx.scan: one compiled block, a loop at run time), "unroll"
-  # (a Python loop over the stacked slices: one program), or "auto" (unroll up to AUTO_UNROLL_MAX_LAYERS).
+  # (a Python loop over the stacked slices: one program), or "auto" (unroll up to AUTO_UNROLL_MAX_LAYERS, scan
+  # whenever remat is on: unrolled, XLA:CPU keeps every activation anyway).
   # True / False mean "scan" / "unroll". The parameter tree is the same either way.
   scan_layers: Any = "auto"
 
@@ -261,12 +262,15 @@ class Transformer(nnx.Module):
     """Applies the first `n_layers` blocks (all by default); probes read intermediate residual streams."""
     cfg = self.cfg
     step = lambda block, x: block(x)  # noqa: E731
+    scans = scans_layers(cfg)
     if cfg.remat != "none":
-      step = nnx.remat(step, policy=_REMAT[cfg.remat], prevent_cse=False)
+      # Inside a scan XLA cannot merge the recomputation with the forward pass; unrolled it would (and the
+      # remat would silently save nothing) unless CSE is prevented.
+      step = nnx.remat(step, policy=_REMAT[cfg.remat], prevent_cse=not scans)
     graphdef, state = nnx.split(self.blocks)
     if n_layers is not None and n_layers != cfg.n_layers:
       state = jax.tree.map(lambda a: a[:n_layers], state)  # a view of the first n stacked layers
-    if not scans_layers(cfg):
+    if not scans:
       # Unrolled: one block per stacked slice, so XLA sees the whole step (no while loop, no stacked
       # activation buffers to zero-fill and slice in the backward pass).
       x_BxLxD_out = x_BxLxD
@@ -297,7 +301,9 @@ def scans_layers(cfg: TransformerConfig) -> bool:
   mode = cfg.scan_layers
   if isinstance(mode, bool):
     mode = "scan" if mode else "unroll"
-  return cfg.n_layers > AUTO_UNROLL_MAX_LAYERS if mode == "auto" else mode == "scan"
+  if mode == "auto":  # remat is a memory tool, and only a scan makes XLA:CPU keep the saving
+    return cfg.n_layers > AUTO_UNROLL_MAX_LAYERS or cfg.remat != "none"
+  return mode == "scan"
 
 
 def validate(cfg: TransformerConfig) -> None:
