@@ -63,35 +63,38 @@ class Figure:
 
 
 TOY, LM = "configs/sweeps/paper_toy.py", "configs/sweeps/paper_lm.py"
-FIGURES = (
-    Figure("2", "Toy phase diagram and loss vs width", f"{TOY}:fig=2",
-           "A width-N encoder keeps exactly Theorem 3's top-N features (largest π_k λ_kj); the loss follows the "
-           "analytic curve at every β.", ("fig2",)),
-    Figure("3", "Toy: rare vs frequent signal against δ_F", f"{TOY}:fig=3",
-           "A rare task starts learning only once the frequent residual δ_F falls below δ_F*(N_r^crit), and only at "
-           "widths ≥ N_r^crit (Prop. 6).", ("fig3",)),
-    Figure("4", "Toy: withhold gap G × width at matched frequency", f"{TOY}:fig=4",
-           "Withholding the rare task for G steps (same long-run frequency) erases it in a narrow model, far less "
-           "in a wide one; the frequent tasks are unaffected.", ("fig4",)),
-    Figure("5", "Transformer: size × frequency for T_CMP and T_ADD", f"{LM}:fig=5",
-           "Only larger models at high enough frequency learn the tasks; T_ADD is learned only by the larger "
-           "models.", ("fig5",)),
-    Figure("6a", "Transformer: task loss over steps per frequency", f"{LM}:fig=6a",
-           "Task loss falls sooner and lower the more often the task appears.", ("fig6a",)),
-    Figure("6b", "Transformer: N instances every N batches (matched frequency)", f"{LM}:fig=6b",
-           "At the same average frequency, larger gaps between injections hurt: final task loss rises with N.",
-           ("fig6b",)),
-    Figure("7", "Transformer: probes vs size and frequency", f"{LM}:fig=7",
-           "The T_CMP order feature and T_ADD's Fourier modes appear with test accuracy, sooner in larger models "
-           "and at higher frequency.", ("fig7",)),
-    Figure("8", "Transformer: loss around injections (100 every 100)", f"{LM}:fig=8",
-           "Each injection lowers the task loss; larger models retain the drop over the 100 batches without "
-           "the task, smaller ones forget it.", ("fig8", "fig9")),
-    Figure("9", "Transformer: gradient interference", f"{LM}:fig=9",
-           "cos(g, g_r) at injections is higher in larger models (0.08 ± 0.02 at 1B vs 0.04 ± 0.04 at 300M); the "
-           "non-task gradient interferes in small models (cos(g_nt, g_r) 0.10 ± 0.09 at 20M) and not in large "
-           "ones (≈ 0 at 1B).", ("fig9",)),
-)
+# The paper's claim per figure, in one line.
+PAPER = {
+    "2": "A width-N encoder keeps exactly Theorem 3's top-N features (largest π_k λ_kj); the loss follows the "
+         "analytic curve at every β.",
+    "3": "A rare task starts learning only once the frequent residual δ_F falls below δ_F*(N_r^crit), and only at "
+         "widths ≥ N_r^crit (Prop. 6).",
+    "4": "Withholding the rare task for G steps (same long-run frequency) erases it in a narrow model, far less in "
+         "a wide one; the frequent tasks are unaffected.",
+    "5": "Only larger models at high enough frequency learn the tasks; T_ADD is learned only by the larger models.",
+    "6a": "Task loss falls sooner and lower the more often the task appears.",
+    "6b": "At the same average frequency, larger gaps between injections hurt: final task loss rises with N.",
+    "7": "The T_CMP order feature and T_ADD's Fourier modes appear with test accuracy, sooner in larger models and "
+         "at higher frequency.",
+    "8": "Each injection lowers the task loss; larger models retain the drop over the 100 batches without the "
+         "task, smaller ones forget it.",
+    "9": "cos(g, g_r) at injections is higher in larger models (0.08 ± 0.02 at 1B vs 0.04 ± 0.04 at 300M); the "
+         "non-task gradient interferes in small models (cos(g_nt, g_r) 0.10 ± 0.09 at 20M) and not in large ones "
+         "(≈ 0 at 1B).",
+}
+# (key, title, sweep config of the full grid, sweep dir names under the root: the first found is used)
+_TABLE = [
+    ("2", "Toy phase diagram and loss vs width", TOY, ("fig2",)),
+    ("3", "Toy: rare vs frequent signal against δ_F", TOY, ("fig3",)),
+    ("4", "Toy: withhold gap G × width at matched frequency", TOY, ("fig4",)),
+    ("5", "Transformer: size × frequency for T_CMP and T_ADD", LM, ("fig5",)),
+    ("6a", "Transformer: task loss over steps per frequency", LM, ("fig6a",)),
+    ("6b", "Transformer: N instances every N batches (matched frequency)", LM, ("fig6b",)),
+    ("7", "Transformer: probes vs size and frequency", LM, ("fig7",)),
+    ("8", "Transformer: loss around injections (100 every 100)", LM, ("fig8", "fig9")),
+    ("9", "Transformer: gradient interference", LM, ("fig9",)),
+]
+FIGURES = tuple(Figure(k, title, f"{cfg}:fig={k}", PAPER[k], dirs) for k, title, cfg, dirs in _TABLE)
 
 
 def parse_args(argv):

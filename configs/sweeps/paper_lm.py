@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from scaling.core.configtools import parse_arg
+from configs.sweeps.paper_common import figure_sweep
 
-PRESETS = {"fig": "9", "quick": False}
 SIZES = ["50K", "200K", "1M"]
 
 
@@ -90,16 +89,5 @@ FIGURES = {"5": _fig5, "6a": _fig6a, "6b": _fig6b, "7": _fig7, "8": _fig8, "9": 
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  opts = parse_arg(arg, PRESETS, "configs/sweeps/paper_lm.py:fig=9,quick")
-  if opts["fig"] not in FIGURES:
-    raise ValueError(f"configs/sweeps/paper_lm.py fig={opts['fig']!r} is not one of {tuple(FIGURES)}")
-  overrides, axes = FIGURES[opts["fig"]](opts["quick"])
-  c = ml_collections.ConfigDict()
-  c.name = f"paper_fig{opts['fig']}" + ("_quick" if opts["quick"] else "")
-  c.entrypoint = "scaling.train"
-  c.base = "configs/lm.py"
-  c.overrides = overrides
-  c.axes = axes
-  c.seeds = [0]
-  c.backend = {"local": {"max_parallel": 1}}
-  return c
+  return figure_sweep(arg, FIGURES, file="configs/sweeps/paper_lm.py", entrypoint="scaling.train",
+                      base="configs/lm.py", default="9", seeds=(0,))

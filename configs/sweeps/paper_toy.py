@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from scaling.core.configtools import parse_arg
+from configs.sweeps.paper_common import figure_sweep
 
-PRESETS = {"fig": "2", "quick": False}
 
 # Per figure: (overrides, axes) for the full grid and for `quick`.
 _FIG2_FULL = [{"toy.width": [8, 16, 32, 64, 128, 256, 512]}]
@@ -56,15 +55,5 @@ FIGURES = {"2": _fig2, "3": _fig3, "4": _fig4}
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  opts = parse_arg(arg, PRESETS, "configs/sweeps/paper_toy.py:fig=4,quick")
-  if opts["fig"] not in FIGURES:
-    raise ValueError(f"configs/sweeps/paper_toy.py fig={opts['fig']!r} is not one of {tuple(FIGURES)}")
-  overrides, axes = FIGURES[opts["fig"]](opts["quick"])
-  c = ml_collections.ConfigDict()
-  c.name = f"paper_fig{opts['fig']}" + ("_quick" if opts["quick"] else "")
-  c.entrypoint = "scaling.toy_train"
-  c.base = "configs/toy.py"
-  c.overrides = overrides
-  c.axes = axes
-  c.backend = {"local": {"max_parallel": 1}}
-  return c
+  return figure_sweep(arg, FIGURES, file="configs/sweeps/paper_toy.py", entrypoint="scaling.toy_train",
+                      base="configs/toy.py", default="2")
