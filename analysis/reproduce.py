@@ -102,6 +102,7 @@ def parse_args(argv):
   p.add_argument("--sweeps_root", required=True, help="folder holding fig2/ … fig9/ sweep dirs")
   p.add_argument("--out", default="docs/REPRODUCTION.md", help="the page (default docs/REPRODUCTION.md)")
   p.add_argument("--fig_dir", default=None, help="PNG folder (default: figures/ beside --out)")
+  p.add_argument("--note", default="", help="a paragraph added under the title (e.g. the machine and its load)")
   p.add_argument("--only", default="", help="comma-separated figure keys (2,3,4,5,6a,6b,7,8,9); default all")
   return p.parse_args(argv)
 
@@ -175,8 +176,12 @@ def section(fig: Figure, root: str, out_md: str, fig_dir: str) -> tuple[list[str
   lines = head + [f"**Verdict: {claim.verdict}.** {claim.reason}.", ""]
   lines += [f"![Fig {fig.key}]({os.path.relpath(p, os.path.dirname(os.path.abspath(out_md)))})" for p in paths]
   lines += [f"(figure skipped: {s})" for s in skips]
-  ran = f"{len(loaded.runs)} run dirs" + (f", {wall[0]} runs in {wall[1] / 60:.1f} min of wall time"
-                                          if wall and wall[0] else "")
+  ran = f"{int(loaded.runs['usable'].sum())} usable run dirs of {len(loaded.runs)}" + (
+      f"; {wall[0]} launcher runs took {wall[1] / 60:.1f} min of wall time, one at a time" if wall and wall[0] else "")
+  rep = loaded.report
+  gaps = [f"{r} ({w})" for r, w in rep.failed + rep.unfinished + rep.missing + rep.excluded]
+  if gaps:
+    ran += f". Not counted: {'; '.join(gaps[:5])}" + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
   lines += ["", "**Commands** (what ran; the full-grid config is `" + fig.config + "`):", "",
             f"    python launch/sweep.py --config={spec} --sweep_dir={sweep_dir}",
             f"    python -m analysis.reproduce --sweeps_root {root}", "", f"**Runs:** {ran}."
@@ -204,7 +209,8 @@ def build(args) -> str:
           "checks are analysis/claims.py, the sweep configs configs/sweeps/paper_toy.py and paper_lm.py. Sizes "
           "here are 50K–1M non-embedding parameters on a synthetic language (the paper: 4M–4B on Dolma), one seed "
           "unless stated; a verdict is about this scale only. `quick` in a config means a sub-grid of the full "
-          "sweep.", "", "| figure | verdict | sweep config that ran |", "|---|---|---|"]
+          "sweep.", ""] + ([args.note, ""] if args.note else []) + [
+          "| figure | verdict | sweep config that ran |", "|---|---|---|"]
   head += [f"| {r['fig']} | {r['verdict']} | `{r['ran']}` |" if r["ran"] != "—" else
            f"| {r['fig']} | {r['verdict']} | — |" for r in rows]
   text = "\n".join(head + [""] + body)
