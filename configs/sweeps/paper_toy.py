@@ -5,10 +5,12 @@
   python -m analysis.reproduce --sweeps_root sweeps/paper            # figures, numbers, verdicts
 
 `fig` is 2 (phase diagram and loss vs width across β), 3 (rare/frequent signal against δ_F and Prop. 6's threshold)
-or 4 (withhold gap G × width at matched frequency). Without `quick` each sweep is the full grid of
-configs/sweeps/toy_fig{2,3,4}.py (sized for a 2-core CPU; the measured times are in README.md, "Reproduction");
-`quick` keeps a sub-grid that still carries the figure's claim (fewer widths, one seed, fewer gaps), for a first
-look in minutes. The sweep dir must be named fig2 / fig3 / fig4 under the sweeps root for analysis.reproduce.
+or 4 (withhold gap G × width at matched frequency). Without `quick`: Figs 2 and 3 are the full grids of
+configs/sweeps/toy_fig2.py / toy_fig3.py, Fig 4 is toy_fig4.py's widths at three of its gaps (1, 160, 1280;
+sized for ≤ 90 minutes on a 2-core CPU); the measured times are in README.md ("Reproduction"). `quick` keeps a
+sub-grid for a first look in minutes (fewer widths, one seed, fewer gaps; Fig 4 at half the steps with widths 32
+and 256 only; its claim compares widths that learn the injected task at G=1, see analysis/claims.py fig4).
+The sweep dir must be named fig2 / fig3 / fig4 under the sweeps root for analysis.reproduce.
 Every run uses the `fast` toy settings of configs/toy.py (K=32, r=32, α=2).
 """
 
@@ -24,7 +26,7 @@ _FIG2_FULL = [{"toy.width": [8, 16, 32, 64, 128, 256, 512]}]
 _FIG2_QUICK = [{"toy.width": [8, 16, 32, 64, 128]}]
 _FIG3_FULL = [{"toy.width": [8, 16, 32, 64, 128, 256, 512]}]
 _FIG3_QUICK = [{"toy.width": [8, 32, 128]}]
-_FIG4_FULL = [{"toy.width": [32, 64, 128, 256]}, {"toy.inject.period": [1, 40, 160, 640, 1280]}]
+_FIG4_FULL = [{"toy.width": [32, 64, 128, 256]}, {"toy.inject.period": [1, 160, 1280]}]
 _FIG4_QUICK = [{"toy.width": [32, 256]}, {"toy.inject.period": [1, 160, 640]}]
 
 
