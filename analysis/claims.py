@@ -387,6 +387,12 @@ def fig9(loaded: load_lib.Loaded) -> Claim:
 CHECKS = {"2": fig2, "3": fig3, "4": fig4, "5": fig5, "6a": fig6a, "6b": fig6b, "7": fig7, "8": fig8, "9": fig9}
 
 
+def finished(loaded: load_lib.Loaded) -> load_lib.Loaded:
+  """The same runs with the table cut to those whose status is done (a running or failed run's partial
+  metrics must not enter a verdict)."""
+  return dataclasses.replace(loaded, df=loaded.df[loaded.df["status"] == "done"])
+
+
 def check(figure: str, sweep_dir: str | list[str]) -> Claim:
-  """Loads the sweep dir(s) and checks one figure's claim."""
-  return CHECKS[figure](load_lib.load(sweep_dir))
+  """Loads the sweep dir(s) and checks one figure's claim on the finished runs."""
+  return CHECKS[figure](finished(load_lib.load(sweep_dir)))

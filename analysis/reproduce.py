@@ -170,6 +170,7 @@ def section(fig: Figure, root: str, out_md: str, fig_dir: str) -> tuple[list[str
   except LoadError as e:
     return head + [f"**Verdict: not run** (the sweep dir has no usable runs: {e}).", "", f"    {run_cmd}", ""], \
         {"fig": fig.key, "verdict": "not run", "ran": spec}
+  loaded = claims_lib.finished(loaded)
   claim = claims_lib.CHECKS[fig.key](loaded)
   paths, skips = _draw(fig, loaded, fig_dir)
   wall = _wall(manifest)
@@ -188,7 +189,10 @@ def section(fig: Figure, root: str, out_md: str, fig_dir: str) -> tuple[list[str
             + (f" Fig {fig.key} reads the `{found}` sweep (the same runs plus more measurements)."
                if found != f"fig{fig.key}" else ""), "", "**Numbers:**", ""]
   lines += _numbers(claim.numbers) + [""]
-  return lines, {"fig": fig.key, "verdict": claim.verdict, "ran": spec}
+  recs = (manifest or {}).get("runs") or []
+  n_done = sum(r.get("status") == "done" for r in recs)
+  partial = f" ({n_done} of {len(recs)} sweep runs finished)" if n_done < len(recs) else ""
+  return lines, {"fig": fig.key, "verdict": claim.verdict + partial, "ran": spec}
 
 
 def build(args) -> str:
