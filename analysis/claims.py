@@ -323,16 +323,19 @@ def fig8(loaded: load_lib.Loaded) -> Claim:
   d = loaded.df[(loaded.df["experiment"] == "lm") & (loaded.df["group"] == "retention")]
   if d.empty:
     return _missing("8", "retention/<task>/{gain,decay}")
-  nums, res = {}, []
+  nums, res = _task_loss_context(loaded.df), []
   for task, g in d.groupby("task", observed=True):
-    gain = _per_size(g[g["metric"] == "gain"])
-    decay = _per_size(g[g["metric"] == "decay"])
-    sizes = sorted(set(gain) & set(decay))
-    kept = {}
+    # Injection i: its gain is logged at step i + 1, its decay at step i + P (scaling/mechanisms/retention.py).
+    gain = g[g["metric"] == "gain"].assign(inj=lambda x: x["step"] - 1)
+    decay = g[g["metric"] == "decay"].assign(inj=lambda x: x["step"] - x["period"].astype(float))
+    both = gain.merge(decay[["run", "inj", "value"]], on=["run", "inj"], suffixes=("", "_decay"))
+    both["kept"] = both["value"] - both["value_decay"]
+    kept = _per_size(both, "kept")
+    sizes = sorted(kept)
     for n in sizes:
-      m = min(len(gain[n]), len(decay[n]))
-      kept[n] = gain[n][:m] - decay[n][:m]  # injection j's gain is logged before its decay
-      nums[f"{task} N={fmt_n(n)}: gain, decay, retained"] = (_ms(gain[n]), _ms(decay[n]), _ms(kept[n]))
+      b = both[both["n_params_non_embedding"] == n]
+      nums[f"{task} N={fmt_n(n)}: gain, decay, retained"] = (_ms(b["value"].to_numpy(float)),
+                                                             _ms(b["value_decay"].to_numpy(float)), _ms(kept[n]))
     if len(sizes) >= 2:
       a, b = kept[sizes[0]], kept[sizes[-1]]
       se = math.sqrt(a.var() / max(len(a), 1) + b.var() / max(len(b), 1))
@@ -342,6 +345,15 @@ def fig8(loaded: load_lib.Loaded) -> Claim:
   holds = all(diff > 0 for diff, _ in res)
   return Claim("8", holds, verdict(holds, all(diff > se for diff, se in res)), nums,
                "retained drop, largest minus smallest size: " + ", ".join(f"{x:+.4f} (SE {s:.4f})" for x, s in res))
+
+
+def _task_loss_context(df: pd.DataFrame) -> dict:
+  """Final task test loss and accuracy per (task, size): whether the task was learned at all."""
+  out = {}
+  for metric in ("loss", "accuracy"):
+    for (task, n), g in _lm_final(df, "eval", metric).groupby(["task", "n_params_non_embedding"], observed=True):
+      out.setdefault(f"{task} N={fmt_n(n)}: final test loss, accuracy", []).append(round(float(g["value"].mean()), 4))
+  return {k: tuple(v) for k, v in out.items()}
 
 
 def _injection_steps(d: pd.DataFrame) -> pd.Series:
@@ -359,7 +371,7 @@ def fig9(loaded: load_lib.Loaded) -> Claim:
   if d.empty:
     return _missing("9", "interference/<task>/cos_*")
   d = d.assign(at_injection=_injection_steps(d))
-  nums, res = {}, []
+  nums, res, sec = _task_loss_context(loaded.df), [], []
   for task, g in d.groupby("task", observed=True):
     nt = _per_size(g[g["metric"] == "cos_gnt_gr"])
     for n in sorted(nt):
@@ -376,12 +388,18 @@ def fig9(loaded: load_lib.Loaded) -> Claim:
     if len(sizes) >= 2:
       a, b = nt[sizes[0]], nt[sizes[-1]]
       res.append((abs(a.mean()) - abs(b.mean()), a.std() / math.sqrt(max(len(a), 1))))
+      inj = d[(d["task"] == task) & d["at_injection"] & (d["metric"] == "cos_g_gr")]
+      at = _per_size(inj)
+      if len(at) >= 2:
+        sec.append(f"{task}: cos(g, g_r) at injections {at[sizes[-1]].mean():+.3f} at the largest size vs "
+                   f"{at[sizes[0]].mean():+.3f} at the smallest (the paper: higher in the larger model)")
   if not res:
     return Claim("9", None, NA, nums, "needs ≥ 2 sizes")
   holds = all(diff > 0 for diff, _ in res)
   return Claim("9", holds, verdict(holds, all(diff > se for diff, se in res)), nums,
                "|mean cos(g_nt, g_r)|, smallest minus largest size: " + ", ".join(f"{x:+.4f} (SE {s:.4f})"
-                                                                                  for x, s in res))
+                                                                                  for x, s in res)
+               + "".join(f"; {x}" for x in sec))
 
 
 CHECKS = {"2": fig2, "3": fig3, "4": fig4, "5": fig5, "6a": fig6a, "6b": fig6b, "7": fig7, "8": fig8, "9": fig9}
