@@ -266,9 +266,8 @@ def fig6b(loaded: load_lib.Loaded) -> Claim:
                                                             zip(g["period"], g["value"])}
   nums["ρ(gap, loss)"] = [round(r, 3) for r in rhos]
   acc = _lm_final(loaded.df, "eval", "accuracy")
-  for (task, n), g in acc[acc["schedule"].isin(["burst", "withhold"])].sort_values("period").groupby(
-      ["task", "n_params_non_embedding"],
-                                                                              observed=True):
+  acc = acc[acc["schedule"].isin(["burst", "withhold"])].sort_values("period")
+  for (task, n), g in acc.groupby(["task", "n_params_non_embedding"], observed=True):
     nums[f"{task} N={fmt_n(n)}: final test accuracy per gap N"] = {f"{p:g}": round(v, 4) for p, v in
                                                                    zip(g["period"], g["value"])}
   holds = all(np.isfinite(r) and r > 0 for r in rhos) and all(e > 0 for e in ends)
