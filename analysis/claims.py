@@ -287,13 +287,14 @@ def fig7(loaded: load_lib.Loaded) -> Claim:
   pr_ = d[(d["group"] == "probe") & d["metric"].isin(PROBE_METRICS)]
   if pr_.empty:
     return _missing("7", "probe/<task>/<metric>")
-  nums, ups = {}, []
+  nums, ups, ties = {}, [], 0
   for (task, metric), g in pr_.groupby(["task", "metric"], observed=True):
     tab = g.pivot_table(index="n_params_non_embedding", columns="frequency_per_batch", values="value")
     tab.index = [fmt_n(v) for v in tab.index]
     nums[f"{task} {metric} (size × instances/batch)"] = _fmt_table(tab)
     if metric != "order_r2_paper" and len(tab.index) >= 2:
       ups += list((tab.iloc[-1] > tab.iloc[0]).to_numpy())
+      ties += int((tab.iloc[-1] == tab.iloc[0]).sum())
   track = _tracking(loaded.df)
   nums["ρ(probe, test accuracy) over checkpoints"] = {k: round(v, 3) for k, v in track.items()}
   if not ups:
@@ -301,7 +302,8 @@ def fig7(loaded: load_lib.Loaded) -> Claim:
   holds = all(ups)
   clear = holds and all(v > 0.5 for v in track.values())
   return Claim("7", holds, verdict(holds, clear), nums,
-               f"{sum(ups)} of {len(ups)} (task, metric, frequency) comparisons have the larger model's probe higher")
+               f"{sum(ups)} of {len(ups)} (task, metric, frequency) comparisons have the larger model's probe higher"
+               + (f" ({ties} tied: the same score at both sizes)" if ties else ""))
 
 
 def _tracking(df: pd.DataFrame) -> dict[str, float]:
