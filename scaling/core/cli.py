@@ -34,8 +34,30 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
 
 # ---- stop signals -------------------------------------------------------------------------------------------
+# Signals whose Interrupted may have been swallowed: Python ignores (prints) an exception raised inside a weakref
+# callback or finalizer, e.g. importlib's module-lock callback while a module imports.
+_RECEIVED: list[str] = []
+
+
 def _raise_interrupted(signum, _frame):
-  raise Interrupted(signal.Signals(signum).name)
+  _RECEIVED.append(signal.Signals(signum).name)
+  raise Interrupted(_RECEIVED[-1])
+
+
+def _unraisable_stop(previous):
+  """An unraisable hook that keeps an Interrupted quiet (it is in _RECEIVED and re-raised by `raise_received`)."""
+
+  def hook(u):
+    if not isinstance(u.exc_value, Interrupted):
+      previous(u)
+
+  return hook
+
+
+def raise_received() -> None:
+  """Raises Interrupted if a stop signal arrived whose exception Python may have swallowed."""
+  if _RECEIVED:
+    raise Interrupted(_RECEIVED[-1])
 
 
 def install_stop_handler() -> None:
@@ -46,6 +68,8 @@ def install_stop_handler() -> None:
 
 
 def stopped_line(e: BaseException, then: str = "start or resume the run") -> str:
+  """The one line a stopped command prints; the stop counts as handled."""
+  _RECEIVED.clear()
   sig = str(e) if isinstance(e, Interrupted) and str(e) else "SIGINT"
   return f"stopped by {sig} — rerun the same command to {then}"
 
@@ -55,6 +79,7 @@ def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ..
   error or an OSError becomes one `error:` line (exit 2, or 1 for a machine failure), a stop request exit 130."""
   install_stop_handler()
   try:
+    raise_received()
     return body()
   except bad_input as e:
     print(f"error: {e}", file=sys.stderr)
@@ -70,10 +95,12 @@ def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ..
 def entry(module: str) -> int:
   """`python -m scaling.train`: the stop handler first, then the (slow) import of the trainer, then its main()."""
   install_stop_handler()
+  sys.unraisablehook = _unraisable_stop(sys.unraisablehook)  # for the command's lifetime
   try:
     if os.environ.get("SCALING_HOST_MALLOC", "retain") != "default":
       hostmem.retain_freed_memory()  # before JAX starts its threads (scaling/core/hostmem.py)
     main_fn = importlib.import_module(module).main
+    raise_received()
   except KeyboardInterrupt as e:
     print(stopped_line(e), file=sys.stderr)
     return EXIT_STOPPED
@@ -258,6 +285,7 @@ def main(argv: Sequence[str] | None, *, example: str, workdir_help: str, dry_run
   program = argv is None
   with _background_errors_held() as held, _stop_handler(restore=not program):
     try:
+      raise_received()
       code = _run(list(sys.argv if argv is None else argv), example, workdir_help, dry_run_help, describe, train)
     except KeyboardInterrupt as e:
       print(stopped_line(e), file=sys.stderr)

@@ -1,12 +1,15 @@
 """The trainers' command line: config loading and overrides, --extend, the lock slot, exit codes."""
 
 import errno
+import gc
+import sys
+import weakref
 
 import pytest
 from ml_collections import config_dict
 
 from scaling.core import cli
-from scaling.core.errors import UsageError
+from scaling.core.errors import Interrupted, UsageError
 
 KW = {"example": "configs/lm.py", "workdir_help": "w", "dry_run_help": "d"}
 
@@ -67,3 +70,24 @@ def test_guarded_commands_say_machine_and_path_failures_in_one_line(error, code,
   assert cli.guarded(body, bad_input=(UsageError,), then="go on") == code
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and err.startswith("error: ") and needle in err
+
+
+def test_a_stop_raised_inside_a_weakref_callback_is_not_lost(monkeypatch):
+  """Python swallows an exception raised in a weakref callback (importlib's module-lock callback during an
+  import): the stop handler's Interrupted must still stop the command, without a printed traceback."""
+  printed = []
+  monkeypatch.setattr(sys, "unraisablehook", cli._unraisable_stop(printed.append))
+  monkeypatch.setattr(cli, "_RECEIVED", [])
+
+  class Thing:
+    pass
+
+  thing = Thing()
+  ref = weakref.ref(thing, lambda _: cli._raise_interrupted(15, None))  # what the handler does on SIGTERM
+  del thing
+  gc.collect()
+  assert ref() is None and not printed  # swallowed by Python, and kept quiet by the hook
+  with pytest.raises(Interrupted, match="SIGTERM"):
+    cli.raise_received()
+  assert cli.stopped_line(Interrupted("SIGTERM")).startswith("stopped by SIGTERM") and not cli._RECEIVED
+  cli.raise_received()  # handled: nothing pending any more
