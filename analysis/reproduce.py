@@ -178,7 +178,7 @@ def section(fig: Figure, root: str, out_md: str, fig_dir: str) -> tuple[list[str
   lines += [f"![Fig {fig.key}]({os.path.relpath(p, os.path.dirname(os.path.abspath(out_md)))})" for p in paths]
   lines += [f"(figure skipped: {s})" for s in skips]
   ran = f"{int(loaded.runs['usable'].sum())} usable run dirs of {len(loaded.runs)}" + (
-      f"; {wall[0]} launcher runs took {wall[1] / 60:.1f} min of wall time, one at a time" if wall and wall[0] else "")
+      f"; {wall[0]} launcher runs took {wall[1] / 60:.1f} min of wall time summed over runs" if wall and wall[0] else "")
   rep = loaded.report
   gaps = [f"{r} ({w})" for r, w in rep.failed + rep.unfinished + rep.missing + rep.excluded]
   if gaps:
