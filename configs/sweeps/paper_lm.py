@@ -5,23 +5,27 @@
   python -m analysis.reproduce --sweeps_root sweeps/paper            # figures, numbers, verdicts
 
 `fig` is one of:
-  5    size (50K, 200K, 1M) × frequency (0.5, 2, 8 instances per batch) with T_CMP and T_ADD both injected at that
+  5    size (20K, 50K, 200K) × frequency (16, 32, 48 instances per batch) with T_CMP and T_ADD both injected at that
        frequency: final LABEL train-split loss and test accuracy heat maps.
-  6a   task loss over steps per frequency (T_CMP at 0.25, 1, 4, 16 per batch) at 200K and 1M.
-  6b   matched frequency (1 instance per batch on average) as N instances every N batches, N ∈ {1, 10, 20, 50,
-       100} (data.tasks.cmp.schedule=burst, period=N) at 200K.
+  6a   task loss over steps per frequency (T_CMP at 8, 16, 32, 64 per batch) per size.
+  6b   matched frequency (32 instances per batch on average) as 32·N instances every N batches, N ∈ {1, 2, 4}
+       (data.tasks.cmp.schedule=burst, period=N) at 200K; N = 4 fills a whole batch of 128, the longest period
+       this mean frequency allows.
   7    probes: T_CMP order feature (probe/cmp/order_r2, held out; order_r2_paper, the paper's top-50-PC
-       regression) and T_ADD Fourier modes, every eval, over size (50K, 200K, 1M) × frequency (2, 8).
-  8    100 instances every 100 batches (T_CMP burst, period 100): retention/cmp/* around every injection, per size.
+       regression) and T_ADD Fourier modes, every eval, over size × frequency (16, 32).
+  8    the paper's "100 instances every 100 batches" at a learnable mean frequency: 128 instances (a whole batch)
+       every 4 batches, T_CMP burst: retention/cmp/* around every injection, per size.
   9    the Fig-8 runs plus interference at every injection and every 50 steps (interference/cmp/cos_*), per
        size; its sweep dir also serves Fig 8 when no fig8 dir exists (same runs, same data).
 
-Every run: the built-in synthetic background language, vocabulary 256 (room for the two disjoint 100-symbol task
-sets), 16-token sequences (an instance is 4 tokens), per-size learning rate and warmup from
-scaling.lm.ladder.run_settings, the same steps and batch for every size so they see the same data. Burst
-figures use 128 sequences per batch (a 100-instance injection must fit in one batch). `quick` halves the steps
-(and drops the middle size where it keeps the figure's comparison) for a first look; the sizing of the full
-sweeps (≤ 90 minutes each on a 2-core CPU) and their measured times are in README.md ("Reproduction").
+Every run uses the demo sweep's regime (configs/sweeps/demo.py says why each value), where T_CMP is learned at CPU
+scale: the built-in synthetic background language without its copy regime, vocabulary 256, 8-token rows (an
+instance is 4 tokens), 128 rows per batch, warmup 50 steps, the ladder's learning rate, 8 steps per jitted call
+(the loop cuts a call short at every callback step, so the per-injection callbacks see every step they need), the
+same steps for every size so they see the same data. The paper's frequencies (≤ 1 instance per batch) are scaled
+up to the demo's (16–64 per batch), where sizes 20K–200K separate. `quick` runs 1000 steps and drops the middle
+size (20K vs 200K: the demo's contrast at 32 per batch); the full grids run 2000 steps over 20K, 50K, 200K. Their
+measured times are in README.md ("Reproduction").
 """
 
 from __future__ import annotations
@@ -30,13 +34,23 @@ import ml_collections
 
 from configs.sweeps.paper_common import figure_sweep
 
-SIZES = ["50K", "200K", "1M"]
+# N instances every N batches at 32 per batch on average: 4 × 32 = 128 fills a whole batch, the longest period
+# a batch of 128 holds at this mean frequency.
+BURST_PERIODS = [1, 2, 4]
+SIZES = ["20K", "50K", "200K"]
+QUICK_SIZES = ["20K", "200K"]  # the demo's contrast at 32 instances per batch: 0.17 vs 0.76 test accuracy
 
 
-def _base(batch: int, steps: int, eval_every: int) -> dict:
-  return {"data": {"vocab_size": 256, "seq_len": 16, "eval_sequences": 64},
-          "train": {"steps": steps, "batch_size": batch, "log_every": 50, "eval_every": eval_every},
-          "checkpoint": {"every": max(eval_every, steps // 2)}}
+def _base(steps: int, eval_every: int) -> dict:
+  return {"data": {"vocab_size": 256, "seq_len": 8, "eval_sequences": 128, "task_eval_limit": 1000,
+                   "task_train_probe": 500, "synthetic": {"regimes": {"copy": 0.0}}},
+          "train": {"steps": steps, "batch_size": 128, "warmup_steps": 50, "steps_per_call": 8, "log_every": 125,
+                    "eval_every": eval_every},
+          "checkpoint": {"every": steps}}
+
+
+def _steps(quick: bool) -> int:
+  return 1000 if quick else 2000
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -46,43 +60,46 @@ def _merge(a: dict, b: dict) -> dict:
   return out
 
 
+def _sizes(quick: bool) -> list[str]:
+  return QUICK_SIZES if quick else SIZES
+
+
 def _fig5(quick: bool):
-  freqs = [0.5, 2.0, 8.0]
-  return (_base(64, 1500 if quick else 3000, 250),
-          [{"model.size": SIZES}, {"data.tasks.cmp.frequency": freqs, "data.tasks.add.frequency": freqs}])
+  freqs = [16.0, 32.0, 48.0]
+  return (_base(_steps(quick), 250),
+          [{"model.size": _sizes(quick)}, {"data.tasks.cmp.frequency": freqs, "data.tasks.add.frequency": freqs}])
 
 
 def _fig6a(quick: bool):
-  return (_base(32, 1000 if quick else 2000, 100),
-          [{"model.size": ["200K", "1M"]}, {"data.tasks.cmp.frequency": [0.25, 1.0, 4.0, 16.0]}])
+  return (_base(_steps(quick), 100),
+          [{"model.size": _sizes(quick)}, {"data.tasks.cmp.frequency": [8.0, 16.0, 32.0, 64.0]}])
 
 
 def _fig6b(quick: bool):
-  over = _merge(_base(128, 1000 if quick else 2000, 100),
-                {"data": {"tasks": {"cmp": {"frequency": 1.0, "schedule": "burst"}}}})
-  return over, [{"model.size": ["200K"]}, {"data.tasks.cmp.period": [1, 10, 20, 50, 100]}]
+  over = _merge(_base(_steps(quick), 100), {"data": {"tasks": {"cmp": {"frequency": 32.0, "schedule": "burst"}}}})
+  return over, [{"model.size": ["200K"]}, {"data.tasks.cmp.period": BURST_PERIODS}]
 
 
 def _fig7(quick: bool):
-  freqs = [2.0, 8.0]
-  over = _merge(_base(64, 1500 if quick else 3000, 250), {"mechanisms": {"probe_every": 250}})
-  sizes = ["50K", "1M"] if quick else SIZES
-  return over, [{"model.size": sizes}, {"data.tasks.cmp.frequency": freqs, "data.tasks.add.frequency": freqs}]
+  freqs = [16.0, 32.0]
+  over = _merge(_base(_steps(quick), 250), {"mechanisms": {"probe_every": 250}})
+  return over, [{"model.size": _sizes(quick)},
+                {"data.tasks.cmp.frequency": freqs, "data.tasks.add.frequency": freqs}]
 
 
-def _burst100(quick: bool, extra: dict):
-  over = _merge(_base(128, 1000 if quick else 2000, 100),
-                {"data": {"tasks": {"cmp": {"frequency": 1.0, "schedule": "burst", "period": 100}}},
+def _burst(quick: bool, extra: dict):
+  over = _merge(_base(_steps(quick), 100),
+                {"data": {"tasks": {"cmp": {"frequency": 32.0, "schedule": "burst", "period": BURST_PERIODS[-1]}}},
                  "mechanisms": extra})
-  return over, [{"model.size": ["50K", "1M"] if quick else SIZES}]
+  return over, [{"model.size": _sizes(quick)}]
 
 
 def _fig8(quick: bool):
-  return _burst100(quick, {"retention": True})
+  return _burst(quick, {"retention": True})
 
 
 def _fig9(quick: bool):
-  return _burst100(quick, {"retention": True, "interference_at_injections": True, "interference_every": 50})
+  return _burst(quick, {"retention": True, "interference_at_injections": True, "interference_every": 50})
 
 
 FIGURES = {"5": _fig5, "6a": _fig6a, "6b": _fig6b, "7": _fig7, "8": _fig8, "9": _fig9}
