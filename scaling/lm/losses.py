@@ -6,21 +6,27 @@ import jax
 import jax.numpy as jnp
 
 
-def token_losses(logits_BxLxV, targets_BxL):
-  """Cross-entropy (nats) of each target token: logsumexp(logits) − the target's logit, picked by a masked sum
-  (no gather, so the backward pass has no scatter)."""
+def _ce_and_lse(logits_BxLxV, targets_BxL):
+  """(cross-entropy, logsumexp of the logits) per token, in float32."""
   logits = logits_BxLxV.astype(jnp.float32)
   vocab_V = jnp.arange(logits.shape[-1], dtype=targets_BxL.dtype)
   target_logit_BxL = jnp.sum(jnp.where(vocab_V == targets_BxL[..., None], logits, 0.0), axis=-1)
-  return jax.nn.logsumexp(logits, axis=-1) - target_logit_BxL
+  lse_BxL = jax.nn.logsumexp(logits, axis=-1)
+  return lse_BxL - target_logit_BxL, lse_BxL
+
+
+def token_losses(logits_BxLxV, targets_BxL):
+  """Cross-entropy (nats) of each target token: logsumexp(logits) − the target's logit, picked by a masked sum
+  (no gather, so the backward pass has no scatter)."""
+  return _ce_and_lse(logits_BxLxV, targets_BxL)[0]
 
 
 def token_objective(logits_BxLxV, targets_BxL, z_loss: float):
   """(objective, cross-entropy) per token, (B, L) each: objective = CE + z_loss · logsumexp(logits)²."""
-  ce_BxL = token_losses(logits_BxLxV, targets_BxL)
+  ce_BxL, lse_BxL = _ce_and_lse(logits_BxLxV, targets_BxL)
   if not z_loss:
     return ce_BxL, ce_BxL
-  return ce_BxL + z_loss * jax.nn.logsumexp(logits_BxLxV.astype(jnp.float32), axis=-1) ** 2, ce_BxL
+  return ce_BxL + z_loss * lse_BxL**2, ce_BxL
 
 
 def weighted_sums(logits_BxLxV, batch, z_loss: float):

@@ -49,18 +49,23 @@ def test_parameter_bytes_per_device_match_the_real_shardings():
   assert memory.plan(c, 1).params == total and memory.plan(c, 1).gathered == 0
 
 
-@pytest.mark.parametrize("remat", ["none", "full"])
-def test_step_memory_estimate_is_close_to_xlas_own_analysis(remat):
-  """float32 on CPU, where XLA keeps the dtypes it is given: the estimate is meant to lie within 35% of the
-  compiled program's argument + temporary + output bytes (it ignores XLA's fusions, so it errs high)."""
+def _compiled_1m_step(remat: str, vocab: int):
+  """(resolved config, XLA's memory analysis of its compiled train step): 1M, 8 x 256 tokens, one device."""
   c = lm.get_config("size=1M")
-  c.data.vocab_size, c.data.seq_len, c.model.remat, c.mesh.data = 2048, 256, remat, 1
+  c.data.vocab_size, c.data.seq_len, c.model.remat, c.mesh.data = vocab, 256, remat, 1
   c.train.update(dict(batch_size=8, steps=10, learning_rate=1e-3, warmup_steps=1))
   c = configlib.resolve(c)
   setup = step_lib.build(c, jax.devices()[:1])
   batch = {k: jax.ShapeDtypeStruct((8, 256), jnp.float32 if k == "weights" else jnp.int32,
                                    sharding=setup.batch_sharding) for k in ("inputs", "targets", "weights")}
-  ma = setup.train_step.lower(setup.abstract_state, batch).compile().memory_analysis()
+  return c, setup.train_step.lower(setup.abstract_state, batch).compile().memory_analysis()
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_step_memory_estimate_is_close_to_xlas_own_analysis(remat):
+  """float32 on CPU, where XLA keeps the dtypes it is given: the estimate is meant to lie within 35% of the
+  compiled program's argument + temporary + output bytes (it ignores XLA's fusions, so it errs high)."""
+  c, ma = _compiled_1m_step(remat, vocab=2048)
   xla = ma.argument_size_in_bytes + ma.temp_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
   assert 0.75 < memory.plan(c, 1).total / xla < 1.35
 
@@ -68,16 +73,7 @@ def test_step_memory_estimate_is_close_to_xlas_own_analysis(remat):
 def test_remat_full_cuts_the_compiled_steps_memory():
   """Regression: with the layers unrolled XLA:CPU kept every activation despite model.remat='full'; "auto" now
   scans remat models, and the compiled step's temporaries shrink."""
-  temps = {}
-  for remat in ("none", "full"):
-    c = lm.get_config("size=1M")
-    c.data.vocab_size, c.data.seq_len, c.model.remat, c.mesh.data = 256, 256, remat, 1
-    c.train.update(dict(batch_size=8, steps=10))
-    c = configlib.resolve(c)
-    setup = step_lib.build(c, jax.devices()[:1])
-    batch = {k: jax.ShapeDtypeStruct((8, 256), jnp.float32 if k == "weights" else jnp.int32,
-                                     sharding=setup.batch_sharding) for k in ("inputs", "targets", "weights")}
-    temps[remat] = setup.train_step.lower(setup.abstract_state, batch).compile().memory_analysis().temp_size_in_bytes
+  temps = {remat: _compiled_1m_step(remat, vocab=256)[1].temp_size_in_bytes for remat in ("none", "full")}
   assert temps["full"] < 0.5 * temps["none"], temps
 
 
