@@ -165,6 +165,18 @@ def test_token_losses_match_optax():
   np.testing.assert_allclose(np.asarray(losses.token_losses(logits, targets)), np.asarray(ref), rtol=1e-5)
 
 
+def test_token_objective_adds_the_z_loss_to_the_cross_entropy():
+  logits = jax.random.normal(jax.random.key(4), (2, 5, 11)) * 3
+  targets = jax.random.randint(jax.random.key(5), (2, 5), 0, 11)
+  ce_ref = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  z_ref = jax.scipy.special.logsumexp(logits, axis=-1) ** 2
+  obj, ce = losses.token_objective(logits, targets, 1e-2)
+  np.testing.assert_allclose(np.asarray(ce), np.asarray(ce_ref), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(obj), np.asarray(ce_ref + 1e-2 * z_ref), rtol=1e-5)
+  obj0, ce0 = losses.token_objective(logits, targets, 0.0)
+  np.testing.assert_array_equal(np.asarray(obj0), np.asarray(ce0))
+
+
 def test_run_blocks_prefix_matches_manual_layers():
   """run_blocks(n) (used by probes) equals applying the first n stacked layers one by one."""
   model = _model(SMALL)
