@@ -8,6 +8,8 @@ returns a `System` whose `run(n)` takes n synchronised train steps and returns t
   nanodo           nanodo's decoder (google-deepmind/nanodo, imported from --nanodo_path) with an optax AdamW step
   peak             a square matmul in the compute dtype: the machine's dense-matmul FLOP/s (best of a few)
   scaling_mmap     (benchmarks/train_throughput.py) `scaling` without scaling/core/hostmem.py's setting
+  scaling_remat_dots, scaling_remat_full
+                   `scaling` with model.remat = dots / full (the layers then scan: scan_layers="auto")
 
 All train on the same random tokens (batch x seq_len, vocabulary --vocab), AdamW with weight decay 0.1 and
 global-norm clipping 1.0. Each module is imported only by the worker process that needs it.
@@ -23,7 +25,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-SYSTEMS = ("scaling", "scaling_k", "torch_eager", "torch_compile", "nanodo", "peak")
+SYSTEMS = ("scaling", "scaling_k", "scaling_remat_dots", "scaling_remat_full", "torch_eager", "torch_compile",
+           "nanodo", "peak")
+REMAT = {"scaling_remat_dots": "dots", "scaling_remat_full": "full"}
 
 
 @dataclasses.dataclass
@@ -44,23 +48,23 @@ def _timed(fn: Callable[[], object], sync: Callable[[object], object]) -> float:
   return time.perf_counter() - t
 
 
-def _scaling_config(args):
+def _scaling_config(args, remat: str = "none"):
   from configs import lm  # noqa: PLC0415 - worker-only import (a torch worker never loads JAX)
   from scaling.lm import config as configlib  # noqa: PLC0415
   c = lm.get_config(f"size={args.size}")
   c.data.vocab_size, c.data.seq_len = args.vocab, args.seq_len
   c.train.update(dict(batch_size=args.batch, steps=10**6, learning_rate=1e-3, warmup_steps=1))
-  c.model.dtype, c.model.scan_layers = args.dtype, args.scan_layers
+  c.model.dtype, c.model.scan_layers, c.model.remat = args.dtype, args.scan_layers, remat
   c.mesh.data = 1
   return configlib.resolve(c)
 
 
-def build_scaling(args, steps_per_call: int = 1) -> System:
+def build_scaling(args, steps_per_call: int = 1, remat: str = "none") -> System:
   import jax  # noqa: PLC0415
 
   from scaling.lm import model as transformer  # noqa: PLC0415
   from scaling.lm import step as step_lib  # noqa: PLC0415
-  c = _scaling_config(args)
+  c = _scaling_config(args, remat)
   setup = step_lib.build(c, jax.devices()[:1])
   tok = _tokens(args.batch, args.seq_len, args.vocab).astype(np.int32)
   batch = {"inputs": tok[:, :-1], "targets": tok[:, 1:], "weights": np.ones(tok[:, 1:].shape, np.float32)}
@@ -181,6 +185,8 @@ def build(name: str, args) -> System:
     return build_scaling(args)
   if name == "scaling_k":
     return build_scaling(args, args.steps_per_call)
+  if name in REMAT:
+    return build_scaling(args, remat=REMAT[name])
   if name in ("torch_eager", "torch_compile"):
     return build_torch(args, compile=name == "torch_compile")
   if name == "nanodo":

@@ -8,8 +8,9 @@ Each system (benchmarks/throughput_systems.py: this project's `train_step` and K
 PyTorch decoder eager and under `torch.compile`, nanodo's model, and a square matmul for the machine's peak)
 runs in its own worker process, built and warmed one at a time. This project's workers start as its trainer
 does, keeping freed host memory (scaling/core/hostmem.py; --malloc=default turns it off, --malloc=all gives it
-to the peers too); the peers run with the C library's defaults, as their own trainers do. `scaling_mmap` is this project's step without the setting,
-to show what it gains. Then every round gives each worker in turn
+to the peers too); the peers run with the C library's defaults, as their own trainers do. `scaling_mmap` is
+this project's step without the setting, to show what it gains; `scaling_remat_dots` / `scaling_remat_full` the
+step with rematerialisation (--systems picks them). Then every round gives each worker in turn
 (A B C D A B C D ...) `--steps` synchronised train steps, so a busy neighbour on a shared machine slows all
 systems alike. Reported per system: median tokens/s with min–max over rounds, MFU (tokens/s x the system's
 own training FLOPs per token / the best matmul FLOP/s measured over all rounds; PaLM convention
@@ -32,7 +33,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAG = "@@throughput "
-LABELS = {"scaling": "scaling train_step", "scaling_k": "scaling train_steps", "torch_eager": "PyTorch eager",
+LABELS = {"scaling": "scaling train_step", "scaling_k": "scaling train_steps",
+          "scaling_remat_dots": "scaling train_step, remat=dots", "scaling_remat_full": "scaling train_step, remat=full",
+          "torch_eager": "PyTorch eager",
           "torch_compile": "PyTorch torch.compile", "nanodo": "nanodo (JAX)", "peak": "matmul peak"}
 
 
@@ -70,7 +73,7 @@ def worker_main(args) -> None:
   """Builds one system, then answers 'run N' lines on stdin with the seconds N steps took."""
   sys.path.insert(0, REPO)
   from scaling.core import hostmem  # noqa: PLC0415 - must run before JAX or torch start their threads
-  ours = args.worker in ("scaling", "scaling_k")
+  ours = args.worker.startswith("scaling") and args.worker != "scaling_mmap"
   if args.worker != "scaling_mmap" and (args.malloc == "all" or (args.malloc == "retain" and ours)):
     hostmem.retain_freed_memory()
   from benchmarks import throughput_systems  # noqa: PLC0415 - worker-only (keeps the parent free of JAX/torch)
@@ -173,8 +176,9 @@ def measure_size(size: str, args, forward: list[str]) -> None:
     print(f"   {label(w.name, args):<36} {w.info['compile_s']:>9.1f}  {_fmt(rates[w.name]):<28} "
           f"{_fmt(mfu, 100, '.0f', '%') if mfu else '-':<22}")
   peers = [n for n in rates if not n.startswith("scaling")]
-  for ours in (n for n in rates if n.startswith("scaling")):
-    for name in peers + (["scaling_mmap"] if ours == "scaling" and "scaling_mmap" in rates else []):
+  for ours in (n for n in rates if n.startswith("scaling") and n != "scaling_mmap"):
+    variants = ("scaling_mmap", "scaling_remat_dots", "scaling_remat_full")
+    for name in peers + ([n for n in variants if n in rates] if ours == "scaling" else []):
       ratio = [a / b for a, b in zip(rates[ours], rates[name], strict=True)]
       print(f"   ratio {label(ours, args)} / {label(name, args)}: {_fmt(ratio, 1, '.2f', 'x')}")
   for note in notes:

@@ -4,7 +4,7 @@ Names are the *non-embedding* parameter count rounded to a readable figure (the 
 size depends on the vocabulary, which belongs to the data). The paper's ladder (arXiv 2605.29548 §4) is
 4M / 20M / 300M / 1B / 4B: OLMo-2 style decoders, depth 8 for 4M and 16 for the rest, widths, heads and MLP
 widths scaled together (head dim 64 up to 300M, 128 above; SwiGLU width ~8/3·d rounded to a multiple of 128).
-The CPU sizes 10K … 10M follow the same recipe at small depth so tests and the demo run on a laptop.
+The CPU sizes 2K … 10M follow the same recipe at small depth so tests and the demo run on a laptop.
 
 `tests/lm/test_transformer.py` checks every entry: the exact parameter count of the built module equals the analytic
 formula, and the name is within 25% of the non-embedding count.
@@ -29,6 +29,8 @@ class ModelShape:
 
 LADDER: dict[str, ModelShape] = {
     # CPU sizes (tests, demo, laptop sweeps).
+    "2K": ModelShape(d_model=8, n_layers=2, n_heads=2, d_ff=32),
+    "5K": ModelShape(d_model=12, n_layers=2, n_heads=2, d_ff=48),
     "10K": ModelShape(d_model=16, n_layers=2, n_heads=2, d_ff=64),
     "20K": ModelShape(d_model=32, n_layers=2, n_heads=2, d_ff=80),
     "50K": ModelShape(d_model=48, n_layers=2, n_heads=3, d_ff=128),
@@ -47,7 +49,7 @@ LADDER: dict[str, ModelShape] = {
 }
 
 PAPER_SIZES = ("4M", "20M", "300M", "1B", "4B")
-CPU_SIZES = ("10K", "20K", "50K", "100K", "200K", "500K", "1M", "5M", "10M")
+CPU_SIZES = ("2K", "5K", "10K", "20K", "50K", "100K", "200K", "500K", "1M", "5M", "10M")
 
 
 def model_shape(size: str) -> ModelShape:
