@@ -115,12 +115,13 @@ def section(doc: Doc, checks: list[Check]) -> None:
         "evaluation at or before that point to the final one. The task loss and background loss over the same "
         "window are shown beside it (a LABEL loss above chance can still fall while the model learns the task's "
         "format; it is not the criterion).")
-  bad = [c for c in checks if c.status != "plateaued"]
+  order = sorted(checks, key=lambda c: (c.task, c.frequency, c.n, c.seed))
+  bad = [c for c in order if c.status != "plateaued"]
   n_ok = len(checks) - len(bad)
   flagged = ", ".join(f"{fmt_n(c.n)} f={c.frequency:g} seed {c.seed} ({c.status})" for c in bad)
   doc.p(f"{n_ok} of {len(checks)} runs plateaued" + (f"; NOT plateaued or unknown: {flagged}." if bad else "."))
   rows = [[c.run, fmt_n(c.n), c.task, f"{c.frequency:g}", c.seed, f"{c.step_from} → {c.step_to}",
            _arrow(c.acc_from, c.acc_to), fmt(c.delta_norm, 3), c.status, _arrow(c.loss_from, c.loss_to),
            _arrow(c.bg_from, c.bg_to)]
-          for c in sorted(checks, key=lambda c: (c.task, c.frequency, c.n, c.seed))]
+          for c in order]
   doc.table(HEADERS, rows)

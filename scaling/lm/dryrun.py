@@ -18,7 +18,7 @@ from scaling.lm import model as transformer
 from scaling.lm import step as step_lib
 
 
-def describe(config, n_devices: int, n_processes: int = 1) -> str:
+def describe(config, n_devices: int, n_processes: int = 1, param_split=None) -> str:
   """The --dry_run report: sizes, tokens, FLOPs, mesh, per-device batch. Allocates nothing."""
   mc = configlib.model_config(config)
   counts = transformer.param_counts(mc)
@@ -26,6 +26,10 @@ def describe(config, n_devices: int, n_processes: int = 1) -> str:
   tree_total = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abs_params))
   if tree_total != counts["total"]:
     raise AssertionError(f"parameter tree has {tree_total} parameters, formula says {counts['total']}")
+  trained, held = tree_total, tree_total  # a fine-tune: the trainable tree, and it plus the frozen one
+  if param_split is not None:
+    trained, frozen = (sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree)) for tree, _ in param_split)
+    held = trained + frozen
   t = config.train
   data, fsdp, tensor = sharding.resolve_mesh_shape(config.mesh, n_devices)
   tokens = t.steps * t.batch_size * config.data.seq_len
@@ -35,7 +39,8 @@ def describe(config, n_devices: int, n_processes: int = 1) -> str:
       f"d_ff={mc.d_ff} vocab={mc.vocab_size} tied={mc.tie_embeddings} dtype={mc.dtype}",
       f"parameters  total={counts['total']:,} non_embedding={counts['non_embedding']:,} "
       f"(checked against the parameter tree)",
-      f"memory      params+adam {tree_total * 12 / 2**30:.2f} GiB fp32 in total (all devices)",
+      f"memory      params+adam {(4 * held + 8 * trained) / 2**30:.2f} GiB fp32 in total (all devices)"
+      + ("" if param_split is None else f"; Adam moments for the {trained:,} trainable parameters only"),
       f"training    steps={t.steps:,} batch={t.batch_size} seq_len={config.data.seq_len} tokens={tokens:,} "
       f"({tokens / max(counts['non_embedding'], 1):.1f} tokens/param)",
       f"compute     flops/token={fpt:.4g} total_flops={fpt * tokens:.4g}",
@@ -50,7 +55,8 @@ def describe(config, n_devices: int, n_processes: int = 1) -> str:
 
 
 
-def dry_run(config) -> str:
+def dry_run(config, param_split=None) -> str:
+  """The dry-run lines; `param_split` as in memory.plan (a fine-tune's trainable / frozen trees)."""
   config = configlib.resolve(config)
   planned = int(config.get("memory", {}).get("plan_devices", 0) or 0)
   if planned:
@@ -60,9 +66,9 @@ def dry_run(config) -> str:
     n_devices, n_processes = jax.device_count(), jax.process_count()
     device_bytes = memory.device_memory_bytes(config)
   configlib.validate(config, n_devices, n_processes)
-  plan = memory.plan(config, n_devices, device_bytes)
+  plan = memory.plan(config, n_devices, device_bytes, param_split)
   memory.check(plan, config)
-  lines = [describe(config, n_devices, n_processes), *memory.describe(plan, config.model.remat)]
+  lines = [describe(config, n_devices, n_processes, param_split), *memory.describe(plan, config.model.remat)]
   if planned:
     lines.append(f"            (planned for {planned} devices; none were used)")
   return "\n".join(lines)

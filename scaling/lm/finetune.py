@@ -190,8 +190,9 @@ def dry_run(config) -> str:
   """--dry_run: the pretraining dry run's lines for the model and mesh, then the exact trainable count, the data and
   the eval sets, and the checked --init_from. Allocates nothing."""
   config = finetune_config.resolve(config)
-  lines = [dryrun.dry_run(finetune_config.lm_view(config)).replace("training    ", "finetune    ", 1)]
   finetune_config.validate(config)
+  split = _plan(config).abstract_split
+  lines = [dryrun.dry_run(finetune_config.lm_view(config), split).replace("training    ", "finetune    ", 1)]
   lines.append(finetune_config.describe(config))
   if config.finetune.get("init_from"):
     run, _ = pretrained_run(config)

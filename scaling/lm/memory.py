@@ -6,6 +6,8 @@ Fixed part (independent of the batch):
   grads       the same again (gradients have the parameters' dtype and sharding); + once more with grad_accum > 1
               (the accumulator)
   optimizer   AdamW's two moments, each like the parameters
+  (a fine-tune passes its parameter split: gradients and moments then exist for the trainable tree only, and the
+  parameters are the frozen base plus the trainable tree — LoRA/DoRA keep the base once and tiny adapters thrice)
   gathered    FSDP's transient full copies: one layer's weights in the compute dtype (twice: the one in use and
               the next one being gathered) plus that layer's fp32 gradient, and the output projection to the
               vocabulary with its gradient (when the parameters are sharded at all)
@@ -112,17 +114,27 @@ def _layer_activations(mc: transformer.TransformerConfig, seq_len: int, tensor: 
   return L * (attention + scores), L * mlp
 
 
-def plan(config, n_devices: int, device_bytes: float = 0.0) -> MemoryPlan:
-  """The memory plan of a resolved config on `n_devices` (the mesh resolved for that many)."""
+def plan(config, n_devices: int, device_bytes: float = 0.0, param_split=None) -> MemoryPlan:
+  """The memory plan of a resolved config on `n_devices` (the mesh resolved for that many).
+
+  `param_split`: ((abstract trainable tree, its logical names), (abstract frozen tree, its names)) for a fine-tune
+  (scaling/lm/trainable.py); None: every parameter trains."""
   mc = configlib.model_config(config)
   data, fsdp, tensor = sharding.resolve_mesh_shape(config.mesh, n_devices)
   mesh = AbstractMesh((data, fsdp, tensor), sharding.MESH_AXES)
   rules = sharding.get_rules(config.sharding.preset)
-  _, abs_params, names = step_lib.abstract_model(mc, config.seed)
-  params, _ = _shard_bytes(abs_params, names, rules, mesh)
+  if param_split is None:
+    _, abs_params, names = step_lib.abstract_model(mc, config.seed)
+    frozen = 0.0
+    trained, _ = _shard_bytes(abs_params, names, rules, mesh)
+  else:
+    (abs_trained, trained_names), (abs_frozen, frozen_names) = param_split
+    trained, _ = _shard_bytes(abs_trained, trained_names, rules, mesh)
+    frozen, _ = _shard_bytes(abs_frozen, frozen_names, rules, mesh)
+  params = trained + frozen
   t, L, a = config.train, config.data.seq_len, _BYTES[mc.dtype]
   pb = _BYTES[mc.param_dtype]
-  grads = params * (2 if t.grad_accum > 1 else 1)
+  grads = trained * (2 if t.grad_accum > 1 else 1)
   gathered = 0.0
   if fsdp > 1 or tensor > 1:
     layer = transformer.param_counts(dataclasses.replace(mc, n_layers=1))["non_embedding"] - mc.d_model
@@ -134,7 +146,7 @@ def plan(config, n_devices: int, device_bytes: float = 0.0) -> MemoryPlan:
           "full": mc.n_layers * L * mc.d_model * a + max(attention, mlp)}[mc.remat]
   logits = 2 * 4 * L * mc.vocab_size / (tensor if config.sharding.preset == "fsdp_tp" else 1)
   micro = max(t.batch_size // (data * fsdp) // max(t.grad_accum, 1), 1)
-  return MemoryPlan(n_devices, (data, fsdp, tensor), params, grads, 2 * params, gathered,
+  return MemoryPlan(n_devices, (data, fsdp, tensor), params, grads, 2 * trained, gathered,
                     {"activations": kept, "logits": logits}, micro, float(device_bytes))
 
 

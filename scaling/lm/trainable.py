@@ -88,6 +88,13 @@ class Plan:
   def n_base(self) -> int:
     return count(self.abstract_base)
 
+  @property
+  def abstract_split(self) -> tuple[tuple[dict, dict], tuple[dict, dict]]:
+    """((trainable tree, its logical names), (frozen tree, its names)), abstract: for the memory plan."""
+    (tr, fr), (tr_names, fr_names) = (split(self.spec, self.abstract_base, self.abstract_adapters),
+                                      split(self.spec, self.base_names, self.adapter_names))
+    return (tr, tr_names), (fr, fr_names)
+
   def shardings(self, rules: sharding.Rules, mesh) -> tuple[Any, Any]:
     """(trainable, frozen) NamedSharding trees under a preset's rules."""
     base_sh = sharding.param_shardings(self.abstract_base, self.base_names, rules, mesh)

@@ -108,3 +108,25 @@ def test_dry_run_lines_give_exact_counts():
   assert "method=dora rank=8 alpha=16 targets=q,v detach_norm=True params=17,408 " in text
   assert "frequency=24/batch (background share 25%) loss_tokens=task: ~72 task + ~1024 background" in text
   assert "k-shot k=0,1,5 on add" in text
+
+
+def test_memory_plan_holds_gradients_and_moments_for_the_trainable_tree_only():
+  from scaling.lm import memory, trainable  # noqa: PLC0415 - only this test needs the abstract trees
+
+  def planned(method):
+    c = _validated(f"method={method},size=1M")
+    tp = trainable.plan(fc.adapter_spec(c), configlib.model_config(c), c.finetune.seed)
+    return tp, memory.plan(configlib.resolve(fc.lm_view(c)), 1, 0.0, tp.abstract_split)
+
+  full_tp, full = planned("full")
+  base_bytes = 4 * full_tp.n_base  # fp32 master weights on one device
+  assert (full.params, full.grads, full.optimizer) == (base_bytes, base_bytes, 2 * base_bytes)
+  lora_tp, lora = planned("lora")
+  adapter_bytes = 4 * lora_tp.n_trainable
+  assert 0 < adapter_bytes < base_bytes / 10
+  assert (lora.params, lora.grads, lora.optimizer) == (base_bytes + adapter_bytes, adapter_bytes, 2 * adapter_bytes)
+  _, frozen = planned("frozen")
+  assert (frozen.params, frozen.grads, frozen.optimizer) == (base_bytes, 0, 0)
+  # Without a split the plan is the pretraining one: every parameter trains.
+  pre = memory.plan(configlib.resolve(lm.get_config("size=1M")), 1)
+  assert pre.optimizer == 2 * pre.params
