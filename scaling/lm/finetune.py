@@ -173,7 +173,7 @@ def trainer(config) -> lm_train.Trainer:
   plan = _plan(config)
   return lm_train.Trainer(EXPERIMENT, RESUMABLE_CHANGES, validate,
                           lambda c, devices: step_lib.build_finetune(c, plan, devices), _fresh_state(plan),
-                          _callbacks(plan), WeightedBatches)
+                          _callbacks(plan), WeightedBatches, plan.abstract_split)
 
 
 def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, progress: bool = True,

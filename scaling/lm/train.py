@@ -104,6 +104,7 @@ class Trainer:
   fresh_state: Callable[[Any, step_lib.TrainSetup], Any]  # (config, setup) -> the state at step 0
   callbacks: Callable[..., list]  # (config, setup, run, lead) -> the loop's callbacks
   batches: Callable[[Any, pipeline.BatchIterator], Any] = lambda _config, it: it  # the stream the program reads
+  param_split: Any = None  # memory.plan's (trainable, frozen) trees of a fine-tune; None: every parameter trains
 
 
 PRETRAIN = Trainer(EXPERIMENT, RESUMABLE_CHANGES, lambda c, n, p: configlib.validate(c, n, p), step_lib.build,
@@ -127,7 +128,8 @@ def run_trainer(trainer: Trainer, config, workdir: str, *, devices: Sequence[jax
   distributed.initialize(config.distributed)
   devices = list(devices) if devices is not None else jax.devices()
   trainer.validate(config, len(devices), jax.process_count())
-  memory.check(memory.plan(config, len(devices), memory.device_memory_bytes(config, devices)), config)
+  memory.check(memory.plan(config, len(devices), memory.device_memory_bytes(config, devices), trainer.param_split),
+               config)
   run = rundir.RunDir(workdir)
   with run.lock(jax.process_index()):  # re-entrant: the command line already holds it when it knows the slot
     return _train(trainer, config, run, devices, progress, stop_after, extend)

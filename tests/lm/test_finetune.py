@@ -180,3 +180,29 @@ def test_fsdp_fine_tune_of_a_one_device_run_matches_one_device(pretrained, tmp_p
     for k in ra:
       if k.startswith(("train/loss", "eval/")) and k.endswith(("loss", "accuracy")):
         np.testing.assert_allclose(rb[k], ra[k], rtol=2e-4, atol=2e-5, err_msg=k)
+
+
+def test_the_memory_check_counts_optimizer_state_of_the_trainable_tree_only(pretrained, tmp_path):
+  """A device memory between the LoRA plan and the full fine-tune plan: LoRA runs, full is refused (one line,
+  before any compute and with nothing written)."""
+  from scaling.core.errors import ConfigError  # noqa: PLC0415
+  from scaling.lm import config as configlib  # noqa: PLC0415
+  from scaling.lm import finetune_config, memory  # noqa: PLC0415
+
+  def plan(method):
+    c = finetune_config.resolve(ft_config(method, pretrained))
+    return memory.plan(configlib.resolve(finetune_config.lm_view(c)), 1, 0.0,
+                       finetune.trainer(c).param_split)
+
+  lora, full = plan("lora"), plan("full")
+  assert lora.total < full.total
+  gib = (lora.total + full.total) / 2 / memory.HEADROOM / memory.GIB
+  lora_dir = str(tmp_path / "lora")
+  result = finetune.train(ft_config("lora", pretrained, **{"memory.device_gib": gib}), lora_dir,
+                          devices=jax.devices()[:1], progress=False)
+  assert result["state"] == "done"
+  full_dir = str(tmp_path / "full")
+  with pytest.raises(ConfigError, match="GiB"):
+    finetune.train(ft_config("full", pretrained, **{"memory.device_gib": gib}), full_dir,
+                   devices=jax.devices()[:1], progress=False)
+  assert not os.path.exists(full_dir) or not os.listdir(full_dir)
