@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import cli as analysis_cli  # noqa: E402
+from analysis.figures import base  # noqa: E402
 from analysis.load import discover  # noqa: E402
 from scaling.core import cli, rundir  # noqa: E402
 from scaling.core.errors import LoadError, RunDirError  # noqa: E402
@@ -122,24 +123,64 @@ def claims(b: pd.DataFrame) -> list[str]:
   return out
 
 
-def figures(df: pd.DataFrame, out: str) -> list[str]:
-  sizes = list(dict.fromkeys(df["size"]))
-  colours = dict(zip(sizes, plt.cm.viridis(np.linspace(0, 0.9, max(len(sizes), 1))), strict=False))
+FIGURES = (("gain_vs_forgetting", "background_delta_loss", "background Δloss (nats; > 0 worse)", False),
+           ("gain_vs_params", "trainable", "trainable parameters", True))
+
+
+def draw(df: pd.DataFrame, x: str, xlabel: str, logx: bool):
+  """One figure: target accuracy gain against `x`, size as colour (the report's size palette), method as marker;
+  the legend below the plot."""
+  base.style()
+  palette = base.size_palette(df["n_params"])
+  fig, ax = plt.subplots(figsize=(5.5, 4.2))
+  for (_, size, method), g in df.groupby(["n_params", "size", "method"], sort=True):
+    xs = g[x].clip(lower=0.5) if logx else g[x]
+    ax.scatter(xs, g["gain"], color=palette[float(g["n_params"].iloc[0])], marker=MARKERS.get(method, "o"),
+               label=f"{size} {method}")
+  ax.set(xlabel=xlabel, ylabel="target accuracy gain", xscale="log" if logx else "linear",
+         title=f"Fine-tuning on {df['target'].iloc[0]}: gain vs {xlabel.split(' (')[0]}")
+  if logx:
+    base.log_axes(ax, x=True, y=False)
+  ax.axhline(0, color="grey", lw=0.5)
+  fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=6, frameon=False)
+  return fig
+
+
+def figures(df: pd.DataFrame, out: str, formats=("png",)) -> list[str]:
   paths = []
-  for name, x, xlabel, logx in (("gain_vs_forgetting", "background_delta_loss", "background Δloss (nats; > 0 worse)",
-                                 False), ("gain_vs_params", "trainable", "trainable parameters", True)):
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for (size, method), g in df.groupby(["size", "method"], sort=False):
-      xs = g[x].clip(lower=0.5) if logx else g[x]
-      ax.scatter(xs, g["gain"], color=colours[size], marker=MARKERS.get(method, "o"), label=f"{size} {method}")
-    ax.set(xlabel=xlabel, ylabel="target accuracy gain", xscale="log" if logx else "linear")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    paths.append(os.path.join(out, f"finetune_{name}.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+  for name, x, xlabel, logx in FIGURES:
+    paths += base.save(draw(df, x, xlabel, logx), out, f"finetune_{name}", formats)
   return paths
+
+
+COLUMNS = ["size", "method", "rank", "lr", "seeds", "trainable", "target_before", "target_after", "gain",
+           "background_delta_loss", "other_delta_accuracy", "best_kshot_before"]
+
+
+def section(doc, sweep_dirs, fig_dir: str, formats=("png",)) -> list[str]:
+  """The report's fine-tuning section (table of the best settings, the claims, both figures) for the fine-tune
+  runs under `sweep_dirs`; returns the figures' files ([] and nothing added when there are no such runs)."""
+  frames = [df for d in sweep_dirs if (df := _table_or_none(d)) is not None]
+  if not frames:
+    return []
+  df = pd.concat(frames, ignore_index=True)
+  b = best(df)
+  doc.h(2, f"Fine-tuning (target {', '.join(sorted(df['target'].unique()))})")
+  doc.p("Per pretrained size and method, the setting with the highest seed-mean target test accuracy after "
+        "fine-tuning (over learning rate and rank); gain = after − before; background Δloss > 0 is forgetting. "
+        "An accuracy difference within 2 binomial standard errors is reported as unresolved.")
+  doc.table(COLUMNS, [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else v for v in row]
+                      for row in b[COLUMNS].itertuples(index=False)])
+  doc.ul([c.removeprefix("- ") for c in claims(b)])
+  doc.p("Figures: finetune_gain_vs_forgetting and finetune_gain_vs_params (under Figures).")
+  return figures(df, fig_dir, formats)
+
+
+def _table_or_none(sweep_dir: str) -> pd.DataFrame | None:
+  try:
+    return table(sweep_dir)
+  except LoadError:
+    return None
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -154,8 +195,7 @@ def write(df: pd.DataFrame, out: str) -> list[str]:
   b = best(df)
   csv = os.path.join(out, "finetune.csv")
   df.to_csv(csv, index=False)
-  cols = ["size", "method", "rank", "lr", "seeds", "trainable", "target_before", "target_after", "gain",
-          "background_delta_loss", "other_delta_accuracy", "best_kshot_before"]
+  cols = COLUMNS
   md = os.path.join(out, "finetune.md")
   with open(md, "w") as f:
     f.write(f"# Fine-tuning: best setting per size and method (target {df.target.iloc[0]})\n\n")

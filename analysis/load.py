@@ -85,10 +85,13 @@ class Loaded:
 # Discovery
 # ---------------------------------------------------------------------------------------------------------------
 def discover(sweep_dir: str) -> list[str]:
-  """Absolute paths of every run dir (folder with config.json) under sweep_dir, sorted."""
+  """Absolute paths of every run dir (folder with config.json) under sweep_dir, sorted; nested sweep dirs (with
+  their own manifest.json) are left to be passed on their own."""
   found = []
   for root, dirs, files in os.walk(sweep_dir):
-    dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+    # A folder below holding its own manifest.json is a sweep of its own (e.g. a companion sweep): not ours.
+    dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")
+                     and not os.path.isfile(os.path.join(root, d, MANIFEST)))
     if rundir.CONFIG_FILE in files:  # also the sweep dir itself: a single run dir passed as the "sweep"
       found.append(os.path.abspath(root))
   return sorted(found)

@@ -243,6 +243,8 @@ def _summary(doc, args, loaded, fin, curves, fits, freq_fits) -> None:
                    f"β {sorted(float(b) for b in g['beta'].dropna().unique())}"
                    + (f", withhold gaps {sorted(float(p) for p in g['inject_period'].dropna().unique() if p > 1)}"
                       if (g['inject_period'] > 1).any() else "") + ".")
+    elif exp == "finetune":
+      items.append(f"fine-tuning: {len(g)} runs (section Fine-tuning).")
     else:
       items.append(f"{exp}: {len(g)} runs (no analysis defined for this experiment beyond the table).")
   bg = next((c for c in curves if c.kind == "background"), None)
@@ -307,6 +309,14 @@ def _document(args, loaded, fin, curves, fits, freq_fits, planner, f1, chin, toy
   sec.frontier_section(doc, freq_fits, planner)
   sec.holdout_section(doc, fits, freq_fits)
   predictions_section(doc, fits, f1, chin, toy_comps)
+  if (loaded.runs["experiment"] == "finetune").any():
+    from analysis import finetune as ft_lib  # noqa: PLC0415 - matplotlib: not needed to reject bad flags
+    paths = ft_lib.section(doc, args.sweep_dir, os.path.join(out, "figures"), ("png",) if args.no_pdf else
+                           ("png", "pdf"))
+    for name, (_, _, xlabel, _) in zip(("finetune_gain_vs_forgetting", "finetune_gain_vs_params"), ft_lib.FIGURES,
+                                       strict=True):
+      figures[name] = {"paths": [p for p in paths if os.path.basename(p).startswith(name + ".")], "skipped": None,
+                       "caption": f"Fine-tuning: target accuracy gain vs {xlabel}; size as colour, method as marker."}
   _figures_and_gaps(doc, loaded.report, fits, f1, figures, notes, out)
   return doc
 

@@ -13,6 +13,8 @@ A sweep config (configs/sweeps/*.py, ml_collections) has:
   seeds       optional product axis over the top-level `seed` key (innermost)
   derived     optional callable: run overrides dict -> extra overrides (explicit values win)
   backend     optional per-backend defaults {"local": {...}, "slurm": {...}, "tpu": {...}}
+  companions  optional list of sweep configs (`file.py[:arg]`) that launch/sweep.py runs after this one, each as
+              its own sweep in <sweep_dir>/<its name>/ (e.g. another entrypoint's runs), reported together
 
 Run ids are `<slug>_<hash8>`: the slug names the axis values (readable), the hash is sha256 of the canonical
 JSON of (entrypoint, base, all overrides), so the id changes exactly when the run's definition does and never
@@ -34,7 +36,8 @@ from typing import Any
 
 from launch.configfile import SweepError, load
 
-TOP_LEVEL_KEYS = ("name", "entrypoint", "base", "overrides", "axes", "seeds", "derived", "backend", "description")
+TOP_LEVEL_KEYS = ("name", "entrypoint", "base", "overrides", "axes", "seeds", "derived", "backend", "description",
+                  "companions")
 BACKENDS = ("local", "slurm", "tpu")
 SCALARS = (bool, int, float, str)
 
@@ -50,6 +53,7 @@ class Sweep:
   derived: Callable[[dict], dict] | None
   backend: dict[str, dict]
   spec: str  # the sweep config's `file.py[:arg]`
+  companions: tuple[str, ...] = ()  # sweep configs run after this one, each into <sweep_dir>/<its name>/
 
 
 @dataclasses.dataclass(eq=False)
@@ -161,8 +165,14 @@ def parse(cfg: Any, spec: str) -> Sweep:
     if bname not in BACKENDS:
       raise SweepError(f"{spec}: unknown backend {bname!r} in backend settings; known: {', '.join(BACKENDS)}")
     backend[bname] = _to_plain(section) if section is not None else {}
+  companions = top.get("companions") or ()
+  if isinstance(companions, str):
+    companions = (companions,)
+  if not isinstance(companions, (list, tuple)) or not all(isinstance(x, str) and x for x in companions):
+    raise SweepError(f"{spec}: companions={companions!r} must be a list of sweep config specs (file.py[:arg]), "
+                     "e.g. ['configs/sweeps/demo_toy.py']")
   return Sweep(name=name, entrypoint=entrypoint, base=base, overrides=overrides, groups=groups, seeds=seeds,
-               derived=derived, backend=backend, spec=spec)
+               derived=derived, backend=backend, spec=spec, companions=tuple(companions))
 
 
 def _mapping_shallow(x, what: str) -> dict:

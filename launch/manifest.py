@@ -165,7 +165,7 @@ class SweepState:
     parsed = {"name": sweep.name, "entrypoint": sweep.entrypoint, "base": sweep.base,
               "overrides": sweep.overrides, "axes": [dict(g) for g in sweep.groups], "seeds": sweep.seeds,
               "derived": getattr(sweep.derived, "__qualname__", None), "backend": sweep.backend,
-              "config": sweep.spec}
+              "config": sweep.spec, "companions": list(sweep.companions)}
     atomic_write_json(os.path.join(self.dir, "sweep_config.json"), parsed)
     src = find_file(split_spec(sweep.spec)[0])
     shutil.copyfile(src, os.path.join(self.dir, "sweep_config.py.tmp"))

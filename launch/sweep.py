@@ -21,6 +21,7 @@ Exit codes: 0 every run done (or nothing asked); 1 some run failed or is unfinis
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -110,8 +111,9 @@ def status_table(state) -> str:
 REPORT_MODULE = "analysis.report"  # its CLI: python -m analysis.report --sweep_dir DIR
 
 
-def run_report(state) -> None:
-  """Builds the analysis report if the analysis package has one; never changes the sweep's exit status."""
+def run_report(states) -> None:
+  """Builds the analysis report of the sweep (and its companions: one report over all of them, written to the
+  first) if the analysis package has one; never changes the sweep's exit status."""
   try:
     found = importlib.util.find_spec(REPORT_MODULE) is not None
   except (ImportError, ValueError):
@@ -119,8 +121,8 @@ def run_report(state) -> None:
   if not found:
     print(f"report: skipped ({REPORT_MODULE} is not available in this checkout)")
     return
-  log_path = os.path.join(state.dir, "logs", "report.log")
-  cmd = [sys.executable, "-m", REPORT_MODULE, "--sweep_dir", state.dir]
+  log_path = os.path.join(states[0].dir, "logs", "report.log")
+  cmd = [sys.executable, "-m", REPORT_MODULE, *(x for st in states for x in ("--sweep_dir", st.dir))]
   print(f"report: {' '.join(cmd[1:])}", flush=True)
   try:
     proc = subprocess.run(cmd, cwd=REPO, env=backend_common.child_env(), capture_output=True, text=True, timeout=3600)
@@ -165,49 +167,108 @@ def main(argv=None) -> int:
   return cli.guarded(body, bad_input=(ConfigError, RunDirError), then="resume the sweep")
 
 
-def _main(args) -> int:
-  if args.backend not in backends.NAMES:
-    raise SweepError(f"unknown backend {args.backend!r}; choose one of {', '.join(backends.NAMES)}")
-  if args.dry_run and args.list:
-    raise SweepError("--dry_run and --list do not combine; pick one")
-  sweep = expand_lib.parse(load(args.config), args.config)
+@dataclasses.dataclass
+class _Part:
+  """One sweep of a launch (the sweep config's own, or one of its companions), expanded and validated."""
+
+  sweep: expand_lib.Sweep
+  runs: list
+  dir: str
+  backend: object
+  rows: list
+
+
+def _prepare(args, spec: str, parent: str | None = None) -> _Part:
+  sweep = expand_lib.parse(load(spec), spec)
   runs = expand_lib.expand(sweep)
-  sweep_dir = os.path.abspath(args.sweep_dir or os.path.join(REPO, "sweeps", sweep.name))
+  if parent is not None:
+    sweep_dir = os.path.join(parent, sweep.name)
+  else:
+    sweep_dir = os.path.abspath(args.sweep_dir or os.path.join(REPO, "sweeps", sweep.name))
   if os.path.exists(sweep_dir) and not os.path.isdir(sweep_dir):
     raise SweepError(f"--sweep_dir {sweep_dir} exists and is not a directory")
   backend = backends.make(args.backend, sweep.backend.get(args.backend, {}), sweep_dir, args.max_parallel)
   backend.validate(sweep, runs)
   rows = plan.rows_for(sweep, runs)  # also validates every transformer run's resolved config
-  existing = manifest_lib.read_manifest(sweep_dir)
-  state = manifest_lib.SweepState.plan(sweep_dir, sweep, runs, existing)
+  return _Part(sweep, runs, sweep_dir, backend, rows)
+
+
+def _main(args) -> int:
+  if args.backend not in backends.NAMES:
+    raise SweepError(f"unknown backend {args.backend!r}; choose one of {', '.join(backends.NAMES)}")
+  if args.dry_run and args.list:
+    raise SweepError("--dry_run and --list do not combine; pick one")
+  parts = [_prepare(args, args.config)]
+  for spec in parts[0].sweep.companions:  # every part is validated before anything starts
+    part = _prepare(args, spec, parent=parts[0].dir)
+    if part.sweep.companions:
+      raise SweepError(f"{spec}: a companion sweep of {args.config} cannot list companions of its own")
+    if any(p.dir == part.dir for p in parts):
+      raise SweepError(f"{spec}: two companions of {args.config} share the name {part.sweep.name!r}")
+    parts.append(part)
+  if args.dry_run or args.list:
+    for i, part in enumerate(parts):
+      if i:
+        print(f"\ncompanion {part.sweep.spec}:")
+      (_dry_run if args.dry_run else _list)(args, part)
+    return 0
+  states, codes = [], []
+  for i, part in enumerate(parts):
+    if i:
+      print(f"\ncompanion {part.sweep.spec}:", flush=True)
+    code, state, outcome = _launch(args, part)
+    states.append(state)
+    codes.append(code)
+    if outcome == "interrupted":
+      print("interrupted: rerun the same command to resume")
+      return 130
+    if outcome == "submitted":
+      print("submitted; follow with --list, rerun the same command to wait for the jobs")
+      return 0
+  if not args.no_report and any(st.counts()["done"] for st in states):
+    run_report(states)
+  return max(codes)
+
+
+def _dry_run(args, part: _Part) -> None:
+  sweep, runs, backend = part.sweep, part.runs, part.backend
+  existing = manifest_lib.read_manifest(part.dir)
+  state = _state(part, existing)
+  footer = plan.estimate(part.rows, args.backend, backend.s, part.dir, existing)
+  statuses = {r["id"]: r["status"] for r in state.runs} if existing else None
+  print(f"sweep {sweep.name}: {len(runs)} runs of {sweep.entrypoint} on {sweep.base} -> {part.dir}")
+  print(plan.render(part.rows, statuses, footer, backend.max_parallel))
+  todo, notes = select(state, args.only_missing, args.retry_failed)
+  by_id = {r.id: r for r in runs}
+  if args.retry_failed:
+    todo = retry_plan(state, todo, apply=False)
+  print(f"\na launch now would start {len(todo)} run(s)" + (f" ({', '.join(notes)})" if notes else "") + ":")
+  if todo:
+    print(backend.describe(sweep, [by_id[r["id"]] for r in todo], state))
+
+
+def _list(args, part: _Part) -> None:
+  existing = manifest_lib.read_manifest(part.dir)
+  state = _state(part, existing)
+  print(f"sweep {part.sweep.name} in {part.dir}" + ("" if existing else " (not launched yet)"))
+  print(status_table(state))
+  print(", ".join(f"{n} {s}" for s, n in state.counts().items() if n))
+
+
+def _state(part: _Part, existing):
+  state = manifest_lib.SweepState.plan(part.dir, part.sweep, part.runs, existing)
   for rec in state.runs:
-    state.refresh(rec, _alive_checker(rec, backend, sweep_dir))
+    state.refresh(rec, _alive_checker(rec, part.backend, part.dir))
+  return state
 
-  if args.dry_run:
-    footer = plan.estimate(rows, args.backend, backend.s, sweep_dir, existing)
-    statuses = {r["id"]: r["status"] for r in state.runs} if existing else None
-    print(f"sweep {sweep.name}: {len(runs)} runs of {sweep.entrypoint} on {sweep.base} -> {sweep_dir}")
-    print(plan.render(rows, statuses, footer, backend.max_parallel))
-    todo, notes = select(state, args.only_missing, args.retry_failed)
-    by_id = {r.id: r for r in runs}
-    if args.retry_failed:
-      todo = retry_plan(state, todo, apply=False)
-    print(f"\na launch now would start {len(todo)} run(s)" + (f" ({', '.join(notes)})" if notes else "") + ":")
-    if todo:
-      print(backend.describe(sweep, [by_id[r["id"]] for r in todo], state))
-    return 0
-  if args.list:
-    print(f"sweep {sweep.name} in {sweep_dir}" + ("" if existing else " (not launched yet)"))
-    print(status_table(state))
-    print(", ".join(f"{n} {s}" for s, n in state.counts().items() if n))
-    return 0
 
+def _launch(args, part: _Part):
+  """Runs what is missing of one part; returns (exit code, its SweepState, the backend's outcome)."""
+  sweep, runs, backend, sweep_dir = part.sweep, part.runs, part.backend, part.dir
   os.makedirs(sweep_dir, exist_ok=True)
   with manifest_lib.SweepLock(sweep_dir):
-    # Reread under the lock: another launcher may have finished in between.
-    state = manifest_lib.SweepState.plan(sweep_dir, sweep, runs, manifest_lib.read_manifest(sweep_dir))
-    for rec in state.runs:
-      state.refresh(rec, _alive_checker(rec, backend, sweep_dir))
+    # Read under the lock: another launcher may have finished in between.
+    state = _state(part, manifest_lib.read_manifest(sweep_dir))
     state.initialise_dir(sweep)
     state.m["backend"] = args.backend
     if state.m["removed_runs"]:
@@ -230,15 +291,7 @@ def _main(args) -> int:
   print(status_table(state))
   counts = state.counts()
   print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"  (manifest: {state.dir}/manifest.json)")
-  if outcome == "interrupted":
-    print("interrupted: rerun the same command to resume")
-    return 130
-  if outcome == "submitted":
-    print("submitted; follow with --list, rerun the same command to wait for the jobs")
-    return 0
-  if not args.no_report and counts["done"]:
-    run_report(state)
-  return 0 if counts["done"] == len(state.runs) else 1
+  return (0 if counts["done"] == len(state.runs) else 1), state, outcome
 
 
 _OTHER_BACKENDS: dict = {}

@@ -5,8 +5,9 @@
 
 Grid: five transformer sizes (10K, 20K, 50K, 100K, 200K non-embedding parameters) x three frequencies of the
 comparison task T_CMP (32, 48, 64 instances per batch of 128 sequences) x two seeds = 30 runs, each 1000 steps on
-the same tokens, then the analysis report (N* per frequency with 95% CIs, the frontier N*(f), the planner, the
-held-out check, the plateau flags). Sized for a 2-core CPU; what it measures is in README.md ("What the main job
+the same tokens; then its companion configs/sweeps/demo_toy.py (the toy's Fig 2 at K = 8: 5 widths x 4 beta, into
+<sweep_dir>/demo_toy/); then one analysis report over both (N* per frequency with 95% CIs, the frontier N*(f), the
+planner, the held-out check, the plateau flags, the toy's phase diagram against Theorem 3). Sized for a 2-core CPU; what it measures is in README.md ("What the main job
 shows").
 
 Why these values:
@@ -56,4 +57,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.axes = [{"model.size": ["10K", "20K", "50K", "100K", "200K"]}, {"data.tasks.cmp.frequency": [32.0, 48.0, 64.0]}]
   c.seeds = [0, 1]
   c.backend = {"local": {"max_parallel": 2}}
+  c.companions = ["configs/sweeps/demo_toy.py"]  # the toy's Fig 2 at K = 8, reported with these runs
   return c

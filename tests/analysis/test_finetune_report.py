@@ -56,3 +56,41 @@ def test_no_finished_runs_is_one_line(tmp_path, capsys):
     report.table(str(tmp_path))
   assert report.main(["--sweep_dir", str(tmp_path / "nope")]) == 2
   assert capsys.readouterr().err.count("\n") == 1
+
+
+def _sweep(root: str) -> None:
+  _run(root, "frozen", "frozen", 0.01, 0.0, 0.0, 0.05)
+  _run(root, "full", "full", 0.30, 2.0, -0.2, 0.05)
+  _run(root, "lora", "lora", 0.20, 0.1, 0.0, 0.05)
+  _run(root, "dora", "dora", 0.25, 0.1, 0.0, 0.05)
+
+
+def test_figures_lay_out_cleanly():
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import pandas as pd  # noqa: PLC0415
+
+  from analysis.figures import layout  # noqa: PLC0415
+
+  df = pd.DataFrame([{"size": s, "n_params": n, "method": m, "gain": g, "background_delta_loss": b,
+                      "trainable": t, "target": "add"}
+                     for s, n in (("20K", 2e4), ("200K", 2e5))
+                     for m, g, b, t in (("frozen", 0, 0, 0), ("full", .3, .5, n), ("lora", .2, .1, n / 20),
+                                        ("dora", .25, .1, n / 18))])
+  for _, x, xlabel, logx in report.FIGURES:
+    fig = report.draw(df, x, xlabel, logx)
+    fig.canvas.draw()
+    assert layout.problems(fig) == [], x
+    plt.close(fig)
+
+
+def test_the_sweep_report_has_a_fine_tuning_section(tmp_path):
+  """launch/sweep.py's report step (analysis.report) on a fine-tune sweep: the table, the claims, both figures."""
+  from analysis import report as sweep_report  # noqa: PLC0415
+
+  _sweep(str(tmp_path))
+  assert sweep_report.main(["--sweep_dir", str(tmp_path), "--no_progress", "--no_pdf"]) == 0
+  text = (tmp_path / "report.md").read_text()
+  assert "## Fine-tuning (target add)" in text and "fine-tuning: 4 runs" in text
+  assert "DoRA reaches the higher target accuracy (LoRA 0.200, DoRA 0.250)" in text
+  for name in ("finetune_gain_vs_forgetting", "finetune_gain_vs_params"):
+    assert f"figures/{name}.png" in text and (tmp_path / "figures" / f"{name}.png").stat().st_size > 0

@@ -229,6 +229,12 @@ def _sweep_rows() -> list[Case]:
       Case("sweep-axis-key-typo", s, SWEEP, "unknown config key 'train.stepz'",
            setup=sweep_file(axes=[{"train.stepz": [1]}])),
       Case("sweep-empty-axis", s, SWEEP, "is empty", setup=sweep_file(axes=[{"train.steps": []}])),
+      Case("sweep-companions-not-a-list", s, SWEEP, "companions=3 must be a list of sweep config specs",
+           setup=write("sweep_t.py", CONFIG_PY.format(body="  c.name = 'x'\n  c.base = 'configs/lm.py'\n"
+                                                        "  c.companions = 3\n"))),
+      Case("sweep-companion-missing", s, SWEEP, "not found",
+           setup=write("sweep_t.py", CONFIG_PY.format(body="  c.name = 'x'\n  c.base = 'configs/lm.py'\n"
+                                                        "  c.companions = ['nope/none.py']\n"))),
       Case("sweep-zip-unequal", s, SWEEP, "zips keys of unequal lengths",
            setup=sweep_file(axes=[{"train.steps": [10, 20], "seed": [0]}])),
       Case("sweep-unknown-backend-flag", s, (*SWEEP, "--backend=k8s"), "unknown backend 'k8s'", setup=sweep_file()),

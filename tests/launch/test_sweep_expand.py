@@ -234,13 +234,13 @@ def test_report_hook_says_what_happened(tmp_path, capsys, monkeypatch):
   (tmp_path / "logs").mkdir()
   st = _state(tmp_path, [])
   monkeypatch.setattr(sweep_cli, "REPORT_MODULE", "analysis.no_such_report")
-  sweep_cli.run_report(st)
+  sweep_cli.run_report([st])
   assert capsys.readouterr().out == "report: skipped (analysis.no_such_report is not available in this checkout)\n"
   monkeypatch.setattr(sweep_cli, "REPORT_MODULE", "tests.launch.fake_report")
-  sweep_cli.run_report(st)
+  sweep_cli.run_report([st])
   out = capsys.readouterr().out
   assert "report: done" in out and f"wrote {tmp_path}/report.md" in out
   (tmp_path / "FAIL").write_text("")
-  sweep_cli.run_report(st)
+  sweep_cli.run_report([st])
   out = capsys.readouterr().out
   assert f"report: FAILED (exit 3): ValueError: boom; see {tmp_path}/logs/report.log" in out

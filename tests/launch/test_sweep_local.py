@@ -145,3 +145,58 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
   assert [(x["status"], x["attempts"]) for x in (runs[200], runs[20])] == [("done", 2), ("done", 1)]
   with open(os.path.join(sd, "logs", f"{runs[200]['id']}.log")) as f:
     assert "resumed from step" in f.read()
+
+
+TOY_COMPANION = '''import ml_collections
+
+
+def get_config(arg=""):
+  c = ml_collections.ConfigDict()
+  c.name = "toypart"
+  c.entrypoint = "scaling.toy_train"
+  c.base = "configs/toy.py"
+  c.overrides = {"toy": {"K": 4, "r": 4, "betas": (1.0,), "seeds": (0,)},
+                 "train": {"steps": 40, "warmup_steps": 2, "steps_per_call": 10, "log_every": 10,
+                           "eval_every": 20, "retention_every": 20}, "checkpoint": {"every": 40}}
+  c.axes = [{"toy.width": [2, 4]}]
+  return c
+'''
+
+
+def test_companion_sweep_runs_into_its_own_dir_and_shares_the_report(tmp_path):
+  """A sweep config's `companions` (another entrypoint) run after it, each as its own sweep in
+  <sweep_dir>/<name>/, validated before anything starts, and reported together."""
+  companion = tmp_path / "toypart.py"
+  companion.write_text(TOY_COMPANION)
+  cfg = sweeputil.write_sweep(tmp_path, name="withtoy", axes=[{"train.steps": [20]}])
+  with open(cfg, "a") as f:
+    f.write(f"\n\n_lm = get_config\n\n\ndef get_config(arg=''):\n  c = _lm(arg)\n"
+            f"  c.companions = [{str(companion)!r}]\n  return c\n")
+  sd = tmp_path / "sweep"
+  dry = sweeputil.run_sweep(cfg, str(sd), "--dry_run")
+  assert dry.returncode == 0 and f"companion {companion}" in dry.stdout and not sd.exists()
+  r = sweeputil.run_sweep(cfg, str(sd))
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert [x["status"] for x in sweeputil.manifest(str(sd))["runs"]] == ["done"]
+  assert [x["status"] for x in sweeputil.manifest(str(sd / "toypart"))["runs"]] == ["done", "done"]
+  assert f"--sweep_dir {sd} --sweep_dir {sd / 'toypart'}" in r.stdout and "report: done" in r.stdout
+  text = (sd / "report.md").read_text()
+  assert "LM: 1 runs" in text and "toy: 2 member runs, widths [2, 4]" in text
+  assert "not in manifest.json" not in text  # the companion's run dirs are not the main sweep's
+  # A rerun has nothing to do in either part.
+  again = sweeputil.run_sweep(cfg, str(sd), "--no_report")
+  assert again.returncode == 0 and again.stdout.count("starting 0; 1 done") == 1
+  assert "starting 0; 2 done" in again.stdout
+
+
+def test_a_bad_companion_stops_the_launch_before_anything_runs(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text(TOY_COMPANION.replace('"toy.width": [2, 4]', '"toy.no_such_key": [2, 4]'))
+  cfg = sweeputil.write_sweep(tmp_path, name="withbad", axes=[{"train.steps": [20]}])
+  with open(cfg, "a") as f:
+    f.write(f"\n\n_lm = get_config\n\n\ndef get_config(arg=''):\n  c = _lm(arg)\n"
+            f"  c.companions = [{str(bad)!r}]\n  return c\n")
+  sd = tmp_path / "sweep"
+  r = sweeputil.run_sweep(cfg, str(sd))
+  assert r.returncode == 2 and "no_such_key" in r.stderr and r.stderr.count("\n") == 1
+  assert not sd.exists()
