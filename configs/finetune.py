@@ -57,6 +57,7 @@ def get_config(arg: str = ""):
   c.finetune.targets = opts["targets"].replace("+", ",")  # 'q+v' also works inside the config arg
   c.finetune.detach_norm = True  # DoRA: ‖W + s·A·B‖_col as a constant in the backward pass (paper §4.3)
   c.finetune.seed = 0  # adapter initialisation
+  c.finetune.save_frozen = False  # keep the frozen base in this run's checkpoints (else read back from --init_from)
   c.finetune.loss_tokens = "task"  # task: only instance tokens of task rows count | all: every token
   c.finetune.shots = "0,1,5"  # k-shot eval sets <task>_<k>shot (scaling/lm/incontext.py)
   c.finetune.shot_tasks = ""  # comma-separated tasks with k-shot sets ('' = the target)

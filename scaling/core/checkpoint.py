@@ -176,10 +176,10 @@ class Checkpointer:
     return dst
 
 
-def restore_subtree(directory: str, abstract: Any, key: str = "params") -> tuple[int, Any]:
-  """(step, tree) from the newest committed step in `directory`: only `state[key]` (e.g. a pretrained run's
-  parameters, without its optimizer state), read onto the shardings attached to `abstract`'s leaves, so any mesh
-  can read any checkpoint. Reads nothing else and writes nothing.
+def restore_subtree(directory: str, abstract: Any, key: str = "params", step: int | None = None) -> tuple[int, Any]:
+  """(step, tree) from the newest committed step in `directory` (or from `step`): only `state[key]` (e.g. a
+  pretrained run's parameters, without its optimizer state), read onto the shardings attached to `abstract`'s
+  leaves, so any mesh can read any checkpoint. Reads nothing else and writes nothing.
 
   Raises ForeignCheckpoint (ConfigError) when there is no committed step or the stored subtree differs from
   `abstract` (keys, shapes, dtypes), CheckpointUnreadable when the read fails for an environmental reason."""
@@ -187,7 +187,10 @@ def restore_subtree(directory: str, abstract: Any, key: str = "params") -> tuple
   if not steps:
     raise ForeignCheckpoint(f"{directory} holds no committed checkpoint — let the run save one (checkpoint.every) "
                             "or point at a run that finished")
-  step = steps[-1]
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise ForeignCheckpoint(f"{directory} no longer holds step {step} (it has {', '.join(map(str, steps))})")
   path = epath.Path(directory) / str(step) / "state"
   try:
     meta = ocp.StandardCheckpointHandler().metadata(path)

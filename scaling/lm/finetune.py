@@ -9,9 +9,10 @@ checkpoints, resume and exit codes as pretraining); only these pieces differ:
               the model section, seed and data vocabulary must match its config.json
               (scaling/lm/finetune_config.py check_pretrained). The pretrained run dir is only read.
   state       {"params": trainable, "frozen": frozen base, "opt_state": of the trainable tree only, "step"}
-              (scaling/lm/trainable.py; scaling/lm/step.py build_finetune). Checkpoints hold all of it, the frozen
-              base included, so a resumed fine-tune needs nothing from --init_from's checkpoints and continues
-              bit-identically after SIGKILL.
+              (scaling/lm/trainable.py; scaling/lm/step.py build_finetune). Checkpoints hold all of it but the
+              frozen base, which a resume reads back from the --init_from checkpoint step it came from
+              (scaling/lm/finetune_checkpoint.py; finetune.save_frozen=True keeps it in the fine-tune's own
+              checkpoints); either way a resumed fine-tune continues bit-identically after SIGKILL.
   batches     the fine-tune config's `data.tasks` mixture with finetune.loss_tokens applied
               (scaling/lm/finetune_data.py loss_weights). The stream starts at batch index
               DATA_OFFSET · (1 + finetune.seed) of that mixture, not at 0, so a fine-tune never replays the
@@ -44,7 +45,16 @@ from scaling.core import checkpoint as ckpt_lib
 from scaling.core import cli, rundir
 from scaling.core.errors import ConfigError
 from scaling.lm import config as configlib
-from scaling.lm import dryrun, evaluate, finetune_config, finetune_data, forgetting, sharding, trainable
+from scaling.lm import (
+  dryrun,
+  evaluate,
+  finetune_checkpoint,
+  finetune_config,
+  finetune_data,
+  forgetting,
+  sharding,
+  trainable,
+)
 from scaling.lm import step as step_lib
 from scaling.lm import train as lm_train
 
@@ -146,17 +156,29 @@ def _plan(config) -> trainable.Plan:
   return trainable.plan(finetune_config.adapter_spec(config), configlib.model_config(config), config.finetune.seed)
 
 
-def _fresh_state(plan: trainable.Plan):
+def _fresh_state(plan: trainable.Plan, source: finetune_checkpoint.BaseSource):
   def fresh_state(config, setup: step_lib.TrainSetup):
     run, _ = pretrained_run(config)
     base_sh = sharding.param_shardings(plan.abstract_base, plan.base_names, setup.rules, setup.mesh)
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), plan.abstract_base,
                             base_sh)
     step, base = ckpt_lib.restore_subtree(run.checkpoint_dir, abstract)
+    source.step = step  # the checkpoints record it: a restore reads the frozen base back from this step
     log.info("initialised from %s, step %d (%s)", run.path, step, plan.describe())
     return setup.init(base)
 
   return fresh_state
+
+
+def _checkpointer(plan: trainable.Plan, source: finetune_checkpoint.BaseSource):
+  """The run's Checkpointer, without the frozen base unless finetune.save_frozen (scaling/lm/finetune_checkpoint.py)."""
+
+  def checkpointer(config, setup: step_lib.TrainSetup, ckpt: ckpt_lib.Checkpointer):
+    if config.finetune.get("save_frozen", False) or not jax.tree.leaves(plan.abstract_frozen):
+      return ckpt
+    return finetune_checkpoint.WithoutFrozen(ckpt, source, setup.abstract_state["frozen"])
+
+  return checkpointer
 
 
 def _callbacks(plan: trainable.Plan):
@@ -171,9 +193,11 @@ def _callbacks(plan: trainable.Plan):
 def trainer(config) -> lm_train.Trainer:
   """The fine-tuning Trainer of a resolved config (scaling/lm/train.py run_trainer runs it)."""
   plan = _plan(config)
+  source = finetune_checkpoint.BaseSource(os.path.join(str(config.finetune.get("init_from", "") or ""),
+                                                       rundir.CHECKPOINT_DIR))
   return lm_train.Trainer(EXPERIMENT, RESUMABLE_CHANGES, validate,
-                          lambda c, devices: step_lib.build_finetune(c, plan, devices), _fresh_state(plan),
-                          _callbacks(plan), WeightedBatches, plan.abstract_split)
+                          lambda c, devices: step_lib.build_finetune(c, plan, devices), _fresh_state(plan, source),
+                          _callbacks(plan), WeightedBatches, plan.abstract_split, _checkpointer(plan, source))
 
 
 def train(config, workdir: str, *, devices: Sequence[jax.Device] | None = None, progress: bool = True,

@@ -65,6 +65,8 @@ def validate(config: config_dict.ConfigDict, n_devices: int | None = None, n_pro
     raise ConfigError(f"finetune.loss_tokens={ft.loss_tokens!r} is not one of {finetune_data.LOSS_TOKENS}")
   if isinstance(ft.seed, bool) or not isinstance(ft.seed, int):
     raise ConfigError(f"finetune.seed={ft.seed!r} must be an integer")
+  if not isinstance(ft.get("save_frozen", False), bool):
+    raise ConfigError(f"finetune.save_frozen={ft.save_frozen!r} must be true or false")
   incontext.validate_shots(incontext.parse_shots(ft.shots), config.data.seq_len)
   for name in finetune_data.shot_tasks(ft):
     if name not in tasks_lib.REGISTRY:

@@ -105,6 +105,7 @@ class Trainer:
   callbacks: Callable[..., list]  # (config, setup, run, lead) -> the loop's callbacks
   batches: Callable[[Any, pipeline.BatchIterator], Any] = lambda _config, it: it  # the stream the program reads
   param_split: Any = None  # memory.plan's (trainable, frozen) trees of a fine-tune; None: every parameter trains
+  checkpointer: Callable[..., Any] = lambda _config, _setup, ckpt: ckpt  # (config, setup, Checkpointer) -> one
 
 
 PRETRAIN = Trainer(EXPERIMENT, RESUMABLE_CHANGES, lambda c, n, p: configlib.validate(c, n, p), step_lib.build,
@@ -149,8 +150,8 @@ def _train(trainer: Trainer, config, run: rundir.RunDir, devices, progress: bool
   pidx, pcount = jax.process_index(), jax.process_count()
   lead = pidx == 0
   setup = trainer.build(config, devices)
-  ckpt = ckpt_lib.Checkpointer(run.checkpoint_dir, config.checkpoint.every, config.checkpoint.keep,
-                               config.checkpoint.async_save)
+  ckpt = trainer.checkpointer(config, setup, ckpt_lib.Checkpointer(
+      run.checkpoint_dir, config.checkpoint.every, config.checkpoint.keep, config.checkpoint.async_save))
   restored = ckpt.restore_latest(setup.abstract_state)
   data_iter = trainer.batches(config, pipeline.make_train_iterator(config, pidx, pcount))
   program = LMProgram(setup, data_iter, t.batch_size * config.data.seq_len, t.get("steps_per_call", 1))

@@ -383,6 +383,8 @@ def _finetune_rows() -> list[Case]:
       Case("finetune-target-module-unknown", f, (*FT, "--config.finetune.targets=q,qq", w),
            "unknown target module 'qq'"),
       Case("finetune-rank-zero", f, (*FT, "--config.finetune.rank=0", w), "finetune.rank=0 must be an integer in"),
+      Case("finetune-save-frozen-not-bool", f, (*FT, "--config.finetune.save_frozen=3", w),
+           "--config.finetune.save_frozen=3: not a boolean"),
       Case("finetune-rank-above-d-model", f, (*FT, "--config.finetune.rank=49", w), "[1, d_model=48]"),
       Case("finetune-target-task-unknown", f, ("--config=configs/finetune.py:size=50K,target=mul", *FT[1:], w),
            "finetune.target='mul' is not a registered task"),

@@ -1,6 +1,7 @@
 """The fine-tuning trainer (scaling/lm/finetune.py) on a tiny pretrained run: what each method trains, the exact
 trainable count of --dry_run, forgetting records, SIGKILL-and-restart, and teaching a task the model never saw."""
 
+import json
 import os
 import re
 import signal
@@ -55,6 +56,15 @@ def _state(workdir: str, step: int) -> dict:
   return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
 
 
+def _data(workdir: str, step: int) -> dict:
+  with open(os.path.join(workdir, "checkpoints", str(step), "data", "metadata")) as f:
+    return json.load(f)
+
+
+def _size(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(path) for n in names)
+
+
 def _leaves_equal(a, b) -> bool:
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
   return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
@@ -77,8 +87,8 @@ def test_each_method_trains_only_its_parameters(pretrained, tmp_path, method):
     assert state["frozen"] == {} and n_trained == trainable.count(base)
     changed = [not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(base), jax.tree.leaves(state["params"]))]
     assert all(changed)
-  else:
-    assert _leaves_equal(state["frozen"], base)  # the pretrained parameters, bit for bit
+  else:  # the frozen base stays in the pretrained run; the checkpoint says which of its steps it is
+    assert "frozen" not in state and _data(workdir, 6)["frozen_from"]["step"] == 30
   if method in ("lora", "dora"):
     assert 0 < n_trained < trainable.count(base)
     lora_b = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(state["params"])[0]
@@ -170,7 +180,8 @@ def test_fsdp_fine_tune_of_a_one_device_run_matches_one_device(pretrained, tmp_p
   small = {"train.log_every": 1, "data.task_eval_limit": 16, "data.task_train_probe": 8, "finetune.shots": "0",
            "data.eval_sequences": 8}
   one = ft_config("dora", pretrained, steps=4, **small)
-  four = ft_config("dora", pretrained, steps=4, **small, **{"mesh.data": 1, "mesh.fsdp": 4, "sharding.preset": "fsdp"})
+  four = ft_config("dora", pretrained, steps=4, **small, **{"mesh.data": 1, "mesh.fsdp": 4, "sharding.preset": "fsdp",
+                                                            "finetune.save_frozen": True})  # to read the base back
   finetune.train(one, str(tmp_path / "one"), devices=jax.devices()[:1], progress=False)
   finetune.train(four, str(tmp_path / "four"), devices=jax.devices()[:4], progress=False)
   assert _leaves_equal(_state(str(tmp_path / "four"), 4)["frozen"], _state(pretrained, 30)["params"])
@@ -206,3 +217,40 @@ def test_the_memory_check_counts_optimizer_state_of_the_trainable_tree_only(pret
     finetune.train(ft_config("full", pretrained, **{"memory.device_gib": gib}), full_dir,
                    devices=jax.devices()[:1], progress=False)
   assert not os.path.exists(full_dir) or not os.listdir(full_dir)
+
+
+def test_save_frozen_keeps_the_base_in_the_checkpoint_and_resume_reads_it_back_otherwise(pretrained, tmp_path):
+  """finetune.save_frozen=True: a self-contained checkpoint holding the base bit for bit. Default: a checkpoint
+  without it, several times smaller, whose resume reads the base back from the recorded step of --init_from (and
+  says so in one line when that step is gone)."""
+  base = _state(pretrained, 30)["params"]
+  kept = str(tmp_path / "kept")
+  finetune.train(ft_config("lora", pretrained, **{"finetune.save_frozen": True}), kept,
+                 devices=jax.devices()[:1], progress=False)
+  assert _leaves_equal(_state(kept, 6)["frozen"], base)
+  lean = str(tmp_path / "lean")
+  stopped = finetune.train(ft_config("lora", pretrained), lean, devices=jax.devices()[:1], progress=False,
+                           stop_after=3)
+  assert stopped["step"] == 3 and "frozen" not in _state(lean, 3)
+  assert 3 * _size(os.path.join(lean, "checkpoints", "3")) < _size(os.path.join(kept, "checkpoints", "6"))
+  # The resume reads the base back from step 30 of the pretrained run and ends where the unbroken run did.
+  assert finetune.train(ft_config("lora", pretrained), lean, devices=jax.devices()[:1], progress=False)["step"] == 6
+  assert _leaves_equal(_state(lean, 6)["params"], _state(kept, 6)["params"])
+  assert _leaves_equal(_state(lean, 6)["opt_state"], _state(kept, 6)["opt_state"])
+
+
+def test_resume_without_the_recorded_base_step_is_one_line_and_touches_nothing(pretrained, tmp_path):
+  import shutil  # noqa: PLC0415
+
+  from scaling.core.errors import ConfigError  # noqa: PLC0415
+
+  pre = str(tmp_path / "pre")
+  shutil.copytree(pretrained, pre)
+  ft = str(tmp_path / "ft")
+  assert finetune.train(ft_config("lora", pre), ft, devices=jax.devices()[:1], progress=False,
+                        stop_after=3)["step"] == 3
+  shutil.rmtree(os.path.join(pre, "checkpoints", "30"))  # e.g. pruned by the pretraining run's checkpoint.keep
+  before = harness.snapshot(ft)
+  with pytest.raises(ConfigError, match=r"frozen base was step 30 of .* no longer holds step 30 .*save_frozen"):
+    finetune.train(ft_config("lora", pre), ft, devices=jax.devices()[:1], progress=False)
+  assert harness.snapshot(ft) == before
