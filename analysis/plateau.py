@@ -120,6 +120,11 @@ def section(doc: Doc, checks: list[Check]) -> None:
   n_ok = len(checks) - len(bad)
   flagged = ", ".join(f"{fmt_n(c.n)} f={c.frequency:g} seed {c.seed} ({c.status})" for c in bad)
   doc.p(f"{n_ok} of {len(checks)} runs plateaued" + (f"; NOT plateaued or unknown: {flagged}." if bad else "."))
+  rising = [c for c in bad if c.status == "not plateaued" and c.acc_to > c.acc_from]
+  if rising:
+    doc.p(f"{len(rising)} of the flagged runs were still improving at their last step, so the N* read from this "
+          "sweep is the size that learns the task within its step budget, an upper bound on the N* of a longer "
+          "budget; train longer (or at fewer, cheaper sizes) before reading it as a capacity limit.")
   rows = [[c.run, fmt_n(c.n), c.task, f"{c.frequency:g}", c.seed, f"{c.step_from} → {c.step_to}",
            _arrow(c.acc_from, c.acc_to), fmt(c.delta_norm, 3), c.status, _arrow(c.loss_from, c.loss_to),
            _arrow(c.bg_from, c.bg_to)]

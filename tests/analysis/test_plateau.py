@@ -52,3 +52,7 @@ def test_section_states_criterion_and_lists_flags():
   assert "Criterion" in md and "last 25%" in md
   assert "2 of 4 runs plateaued" in md
   assert "200K f=32 seed 2 (not plateaued)" in md and "300K f=32 seed 3 (unknown)" in md
+  assert "1 of the flagged runs were still improving" in md and "upper bound on the N* of a longer budget" in md
+  doc = Doc()
+  plateau.section(doc, [c for c in plateau.check(_df()) if c.run != "rising"])
+  assert "still improving" not in doc.markdown()  # an unknown run alone says nothing about the budget
