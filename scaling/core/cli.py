@@ -60,6 +60,14 @@ def raise_received() -> None:
     raise Interrupted(_RECEIVED[-1])
 
 
+def _exit_at_once(signum, _frame):
+  """A stop signal while a command still imports its modules: nothing is written yet, and an exception raised into
+  a C extension's initialisation (jaxlib's, say) can crash the interpreter, so the one line and exit 130 now."""
+  os.write(2, f"stopped by {signal.Signals(signum).name} — rerun the same command to start or resume the run\n"
+           .encode())
+  os._exit(EXIT_STOPPED)
+
+
 def install_stop_handler() -> None:
   """SIGINT/SIGTERM raise errors.Interrupted (a KeyboardInterrupt) until the training loop installs its own."""
   if threading.current_thread() is threading.main_thread():
@@ -94,12 +102,15 @@ def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ..
 
 def entry(module: str) -> int:
   """`python -m scaling.train`: the stop handler first, then the (slow) import of the trainer, then its main()."""
-  install_stop_handler()
+  if threading.current_thread() is threading.main_thread():
+    for s in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(s, _exit_at_once)
   sys.unraisablehook = _unraisable_stop(sys.unraisablehook)  # for the command's lifetime
   try:
     if os.environ.get("SCALING_HOST_MALLOC", "retain") != "default":
       hostmem.retain_freed_memory()  # before JAX starts its threads (scaling/core/hostmem.py)
     main_fn = importlib.import_module(module).main
+    install_stop_handler()  # from here on a stop raises Interrupted, which the trainer turns into a clean stop
     raise_received()
   except KeyboardInterrupt as e:
     print(stopped_line(e), file=sys.stderr)
