@@ -146,10 +146,14 @@ def draw(df: pd.DataFrame, x: str, xlabel: str, logx: bool):
   return fig
 
 
+def figure_stem(name: str) -> str:
+  return f"finetune_{name}"
+
+
 def figures(df: pd.DataFrame, out: str, formats=("png",)) -> list[str]:
   paths = []
   for name, x, xlabel, logx in FIGURES:
-    paths += base.save(draw(df, x, xlabel, logx), out, f"finetune_{name}", formats)
+    paths += base.save(draw(df, x, xlabel, logx), out, figure_stem(name), formats)
   return paths
 
 
@@ -169,10 +173,9 @@ def section(doc, sweep_dirs, fig_dir: str, formats=("png",)) -> list[str]:
   doc.p("Per pretrained size and method, the setting with the highest seed-mean target test accuracy after "
         "fine-tuning (over learning rate and rank); gain = after − before; background Δloss > 0 is forgetting. "
         "An accuracy difference within 2 binomial standard errors is reported as unresolved.")
-  doc.table(COLUMNS, [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else v for v in row]
-                      for row in b[COLUMNS].itertuples(index=False)])
+  doc.table(COLUMNS, [[_cell(v) for v in row] for row in b[COLUMNS].itertuples(index=False)])
   doc.ul([c.removeprefix("- ") for c in claims(b)])
-  doc.p("Figures: finetune_gain_vs_forgetting and finetune_gain_vs_params (under Figures).")
+  doc.p(f"Figures: {' and '.join(figure_stem(name) for name, *_ in FIGURES)} (under Figures).")
   return figures(df, fig_dir, formats)
 
 
@@ -183,10 +186,13 @@ def _table_or_none(sweep_dir: str) -> pd.DataFrame | None:
     return None
 
 
+def _cell(v) -> str:
+  return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
 def markdown(df: pd.DataFrame) -> str:
-  cell = lambda v: f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
   lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-  lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+  lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
   return "\n".join(lines)
 
 
@@ -195,11 +201,10 @@ def write(df: pd.DataFrame, out: str) -> list[str]:
   b = best(df)
   csv = os.path.join(out, "finetune.csv")
   df.to_csv(csv, index=False)
-  cols = COLUMNS
   md = os.path.join(out, "finetune.md")
   with open(md, "w") as f:
     f.write(f"# Fine-tuning: best setting per size and method (target {df.target.iloc[0]})\n\n")
-    f.write(markdown(b[cols]) + "\n\n## Claims\n\n" + "\n".join(claims(b)) + "\n")
+    f.write(markdown(b[COLUMNS]) + "\n\n## Claims\n\n" + "\n".join(claims(b)) + "\n")
   return [csv, md, *figures(df, out)]
 
 

@@ -313,9 +313,9 @@ def _document(args, loaded, fin, curves, fits, freq_fits, planner, f1, chin, toy
     from analysis import finetune as ft_lib  # noqa: PLC0415 - matplotlib: not needed to reject bad flags
     paths = ft_lib.section(doc, args.sweep_dir, os.path.join(out, "figures"), ("png",) if args.no_pdf else
                            ("png", "pdf"))
-    for name, (_, _, xlabel, _) in zip(("finetune_gain_vs_forgetting", "finetune_gain_vs_params"), ft_lib.FIGURES,
-                                       strict=True):
-      figures[name] = {"paths": [p for p in paths if os.path.basename(p).startswith(name + ".")], "skipped": None,
+    for name, _, xlabel, _ in ft_lib.FIGURES:
+      stem = ft_lib.figure_stem(name)
+      figures[stem] = {"paths": [p for p in paths if os.path.basename(p).startswith(stem + ".")], "skipped": None,
                        "caption": f"Fine-tuning: target accuracy gain vs {xlabel}; size as colour, method as marker."}
   _figures_and_gaps(doc, loaded.report, fits, f1, figures, notes, out)
   return doc

@@ -68,11 +68,12 @@ def _exit_at_once(signum, _frame):
   os._exit(EXIT_STOPPED)
 
 
-def install_stop_handler() -> None:
-  """SIGINT/SIGTERM raise errors.Interrupted (a KeyboardInterrupt) until the training loop installs its own."""
+def install_stop_handler(handler=_raise_interrupted) -> None:
+  """SIGINT/SIGTERM raise errors.Interrupted (a KeyboardInterrupt) until the training loop installs its own (or
+  call `handler`, e.g. _exit_at_once while a command imports)."""
   if threading.current_thread() is threading.main_thread():
     for s in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(s, _raise_interrupted)
+      signal.signal(s, handler)
 
 
 def stopped_line(e: BaseException, then: str = "start or resume the run") -> str:
@@ -102,9 +103,7 @@ def guarded(body: Callable[[], int], *, bad_input: tuple[type[BaseException], ..
 
 def entry(module: str) -> int:
   """`python -m scaling.train`: the stop handler first, then the (slow) import of the trainer, then its main()."""
-  if threading.current_thread() is threading.main_thread():
-    for s in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(s, _exit_at_once)
+  install_stop_handler(_exit_at_once)
   sys.unraisablehook = _unraisable_stop(sys.unraisablehook)  # for the command's lifetime
   try:
     if os.environ.get("SCALING_HOST_MALLOC", "retain") != "default":

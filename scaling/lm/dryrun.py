@@ -13,7 +13,7 @@ import numpy as np
 
 from scaling.core import distributed
 from scaling.lm import config as configlib
-from scaling.lm import memory, sharding
+from scaling.lm import memory, sharding, trainable
 from scaling.lm import model as transformer
 from scaling.lm import step as step_lib
 
@@ -28,7 +28,7 @@ def describe(config, n_devices: int, n_processes: int = 1, param_split=None) -> 
     raise AssertionError(f"parameter tree has {tree_total} parameters, formula says {counts['total']}")
   trained, held = tree_total, tree_total  # a fine-tune: the trainable tree, and it plus the frozen one
   if param_split is not None:
-    trained, frozen = (sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree)) for tree, _ in param_split)
+    trained, frozen = (trainable.count(tree) for tree, _ in param_split)
     held = trained + frozen
   t = config.train
   data, fsdp, tensor = sharding.resolve_mesh_shape(config.mesh, n_devices)

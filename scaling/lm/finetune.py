@@ -193,8 +193,7 @@ def _callbacks(plan: trainable.Plan):
 def trainer(config) -> lm_train.Trainer:
   """The fine-tuning Trainer of a resolved config (scaling/lm/train.py run_trainer runs it)."""
   plan = _plan(config)
-  source = finetune_checkpoint.BaseSource(os.path.join(str(config.finetune.get("init_from", "") or ""),
-                                                       rundir.CHECKPOINT_DIR))
+  source = finetune_checkpoint.BaseSource(rundir.RunDir(str(config.finetune.get("init_from", "") or "")).checkpoint_dir)
   return lm_train.Trainer(EXPERIMENT, RESUMABLE_CHANGES, validate,
                           lambda c, devices: step_lib.build_finetune(c, plan, devices), _fresh_state(plan, source),
                           _callbacks(plan), WeightedBatches, plan.abstract_split, _checkpointer(plan, source))
